@@ -1,0 +1,1 @@
+"""PostgreSQL access: the embedded server, connection targets, the pool and migrations."""

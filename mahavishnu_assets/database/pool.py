@@ -1,0 +1,302 @@
+"""The asyncpg pool: pgvector codec on every connection, health checks, statistics, typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from mahavishnu_assets.database.target import ConnectTarget
+from mahavishnu_assets.errors import DatabaseUnavailableError, PoolExhaustedError, redact
+
+logger = logging.getLogger(__name__)
+
+# Errors that mean "the server or the connection went away", as opposed to a bad statement.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ConnectionError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    min_size: int = 1
+    max_size: int = 10
+    connect_timeout: float = 10.0
+    command_timeout: float = 300.0
+    acquire_timeout: float = 30.0
+    health_interval: float = 30.0
+    application_name: str = "mahavishnu"
+
+
+@dataclass
+class PoolStats:
+    size: int
+    idle: int
+    in_use: int
+    min_size: int
+    max_size: int
+    acquires: int
+    waits: int
+    waiting_now: int
+    peak_in_use: int
+    acquire_p50_ms: float
+    acquire_p95_ms: float
+    failures: int
+    healthy: bool
+    last_health_check_age_seconds: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class HealthReport:
+    healthy: bool
+    latency_ms: float
+    server_version: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Counters:
+    acquires: int = 0
+    waits: int = 0
+    waiting_now: int = 0
+    in_use: int = 0
+    peak_in_use: int = 0
+    failures: int = 0
+    acquire_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # The codec needs the extension; before the first migration there is none, and after it the pool is
+    # expired so every new connection registers it.
+    has_vector = await conn.fetchval("SELECT to_regtype('vector') IS NOT NULL")
+    if has_vector:
+        await register_vector(conn)
+    await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog")
+
+
+def _json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)
+
+
+def _json_loads(value: str) -> Any:
+    import json
+
+    return json.loads(value)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def connection_error(target: ConnectTarget, exc: BaseException) -> DatabaseUnavailableError:
+    """Translate a driver error into ours, with every secret removed."""
+    detail = redact(f"{exc.__class__.__name__}: {exc}", target.secrets())
+    if isinstance(exc, asyncpg.exceptions.TooManyConnectionsError):
+        return PoolExhaustedError(f"{target.describe()} has no connection slots left ({detail})")
+    if isinstance(exc, asyncpg.exceptions.InvalidPasswordError | asyncpg.exceptions.InvalidAuthorizationSpecificationError):
+        return DatabaseUnavailableError(
+            f"Authentication failed for {target.describe()}",
+            suggestion="Check the user and password in MAHAVISHNU_DATABASE_URL or MAHAVISHNU_POSTGRES__PASSWORD.",
+        )
+    return DatabaseUnavailableError(f"Cannot reach {target.describe()} ({detail})")
+
+
+async def connect(target: ConnectTarget, *, timeout: float = 10.0) -> asyncpg.Connection:
+    """One connection outside the pool (migrations, admin work)."""
+    try:
+        conn = await asyncpg.connect(**target.connect_kwargs(), timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - translated, secrets removed
+        raise connection_error(target, exc) from None
+    await _init_connection(conn)
+    return conn
+
+
+class Database:
+    """A small asyncpg pool bound to the event loop that opened it."""
+
+    def __init__(self, target: ConnectTarget, config: PoolConfig | None = None) -> None:
+        self.target = target
+        self.config = config or PoolConfig()
+        self._pool: asyncpg.Pool | None = None
+        self._counters = _Counters()
+        self._healthy = False
+        self._last_check: float | None = None
+        self._health_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    async def open(self) -> Database:
+        cfg = self.config
+        try:
+            self._pool = await asyncpg.create_pool(
+                **self.target.connect_kwargs(),
+                min_size=cfg.min_size,
+                max_size=cfg.max_size,
+                timeout=cfg.connect_timeout,
+                command_timeout=cfg.command_timeout,
+                init=_init_connection,
+                server_settings={"application_name": cfg.application_name},
+            )
+        except Exception as exc:  # noqa: BLE001 - translated, secrets removed
+            raise connection_error(self.target, exc) from None
+        self._healthy = True
+        self._last_check = time.monotonic()
+        return self
+
+    async def close(self) -> None:
+        await self.stop_health_loop()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except (TimeoutError, asyncio.TimeoutError):
+                pool.terminate()
+
+    async def __aenter__(self) -> Database:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise DatabaseUnavailableError("The connection pool is not open", suggestion="Open it first.")
+        return self._pool
+
+    async def refresh_codecs(self) -> None:
+        """After migrations create the vector type, let new connections register its codec."""
+        await self.pool.expire_connections()
+
+    # -- connections -------------------------------------------------------
+    @asynccontextmanager
+    async def connection(self, *, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        pool = self.pool
+        c = self._counters
+        started = time.perf_counter()
+        waited = pool.get_idle_size() == 0 and pool.get_size() >= self.config.max_size
+        if waited:
+            c.waits += 1
+        c.waiting_now += 1
+        try:
+            conn = await pool.acquire(timeout=timeout or self.config.acquire_timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            c.failures += 1
+            raise PoolExhaustedError(
+                f"No database connection became free within {timeout or self.config.acquire_timeout:.0f}s "
+                f"(pool max {self.config.max_size})"
+            ) from None
+        except asyncpg.exceptions.TooManyConnectionsError as exc:
+            c.failures += 1
+            raise connection_error(self.target, exc) from None
+        except CONNECTION_ERRORS as exc:
+            c.failures += 1
+            self._healthy = False
+            raise connection_error(self.target, exc) from None
+        finally:
+            c.waiting_now -= 1
+        c.acquires += 1
+        c.acquire_ms.append((time.perf_counter() - started) * 1000)
+        c.in_use += 1
+        c.peak_in_use = max(c.peak_in_use, c.in_use)
+        try:
+            yield conn
+        except CONNECTION_ERRORS:
+            self._healthy = False
+            raise
+        finally:
+            c.in_use -= 1
+            await pool.release(conn)
+
+    @asynccontextmanager
+    async def transaction(self, **kwargs: Any) -> AsyncIterator[asyncpg.Connection]:
+        async with self.connection() as conn, conn.transaction(**kwargs):
+            yield conn
+
+    # -- health --------------------------------------------------------------
+    async def health_check(self, timeout: float = 5.0) -> HealthReport:
+        started = time.perf_counter()
+        try:
+            async with self.connection(timeout=timeout) as conn:
+                version = await asyncio.wait_for(conn.fetchval("SHOW server_version"), timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - health is a report, not a failure
+            self._healthy = False
+            self._last_check = time.monotonic()
+            return HealthReport(False, (time.perf_counter() - started) * 1000, error=redact(str(exc)))
+        self._healthy = True
+        self._last_check = time.monotonic()
+        return HealthReport(True, (time.perf_counter() - started) * 1000, server_version=str(version))
+
+    def start_health_loop(self, interval: float | None = None) -> None:
+        if self._health_task is None or self._health_task.done():
+            self._health_task = asyncio.get_running_loop().create_task(
+                self._health_loop(interval or self.config.health_interval)
+            )
+
+    async def stop_health_loop(self) -> None:
+        task, self._health_task = self._health_task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _health_loop(self, interval: float) -> None:
+        while True:
+            report = await self.health_check()
+            if not report.healthy:
+                logger.warning("Database health check failed: %s", report.error)
+                # Drop connections to a restarted server so the next acquire opens fresh ones.
+                if self._pool is not None:
+                    await self._pool.expire_connections()
+            await asyncio.sleep(interval if report.healthy else min(interval, 1.0))
+
+    def stats(self) -> PoolStats:
+        c = self._counters
+        pool = self._pool
+        size = pool.get_size() if pool else 0
+        idle = pool.get_idle_size() if pool else 0
+        samples = list(c.acquire_ms)
+        return PoolStats(
+            size=size,
+            idle=idle,
+            in_use=c.in_use,
+            min_size=self.config.min_size,
+            max_size=self.config.max_size,
+            acquires=c.acquires,
+            waits=c.waits,
+            waiting_now=c.waiting_now,
+            peak_in_use=c.peak_in_use,
+            acquire_p50_ms=round(_percentile(samples, 0.50), 3),
+            acquire_p95_ms=round(_percentile(samples, 0.95), 3),
+            failures=c.failures,
+            healthy=self._healthy,
+            last_health_check_age_seconds=None
+            if self._last_check is None
+            else round(time.monotonic() - self._last_check, 3),
+        )

@@ -1,0 +1,243 @@
+"""Settings: defaults < settings/mahavishnu.yaml < settings/local.yaml < MAHAVISHNU_* environment."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from mahavishnu_assets.errors import ConfigurationError
+
+ENV_PREFIX = "MAHAVISHNU_"
+
+
+def settings_dir() -> Path:
+    """Where the committed and local YAML files live: MAHAVISHNU_SETTINGS_DIR, else ./settings."""
+    return Path(os.environ.get("MAHAVISHNU_SETTINGS_DIR", "settings"))
+
+
+def default_ollama_host() -> str:
+    return os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+
+
+class PostgresSettings(BaseModel):
+    """A server given by parts; `database_url` (top level) wins when set."""
+
+    host: str | None = None
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = "mahavishnu"
+    user: str = "postgres"
+    password: SecretStr | None = None
+    pool_min_size: int = Field(default=1, ge=0, le=1000)
+    pool_max_size: int = Field(default=10, ge=1, le=1000)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    command_timeout_seconds: float = Field(default=300.0, gt=0)
+    acquire_timeout_seconds: float = Field(default=30.0, gt=0)
+    health_check_interval_seconds: float = Field(default=30.0, gt=0)
+    application_name: str = "mahavishnu"
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> PostgresSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"pool_min_size ({self.pool_min_size}) must not exceed pool_max_size ({self.pool_max_size})"
+            )
+        return self
+
+
+class EmbeddedSettings(BaseModel):
+    """The embedded server started when no external one is configured."""
+
+    max_connections: int = Field(default=200, ge=10)
+    shared_buffers: str = "256MB"
+    maintenance_work_mem: str = "512MB"
+    start_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class OllamaSettings(BaseModel):
+    host: str = Field(default_factory=default_ollama_host)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    retry_backoff_seconds: float = Field(default=0.5, ge=0)
+    max_input_chars: int = Field(default=8000, ge=64)
+    local_dimensions: int = Field(default=384, ge=8, le=4096)
+
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if "://" not in value:
+            value = f"http://{value}"
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class RepositorySettings(BaseModel):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")
+    path: Path
+
+
+class IngestSettings(BaseModel):
+    max_file_bytes: int = Field(default=1_000_000, ge=1)
+    chunk_lines: int = Field(default=40, ge=1)
+    chunk_lines_overlap: int = Field(default=5, ge=0)
+    max_chunk_chars: int = Field(default=1500, ge=100)
+    file_batch_size: int = Field(default=200, ge=1)
+    exclude_patterns: list[str] = Field(
+        default_factory=lambda: [
+            "*.lock",
+            "package-lock.json",
+            "yarn.lock",
+            "pnpm-lock.yaml",
+            "poetry.lock",
+            "Cargo.lock",
+            "*.min.js",
+            "*.min.css",
+            "*.map",
+            "node_modules/*",
+            "vendor/*",
+            "third_party/*",
+            "dist/*",
+            "build/*",
+            ".git/*",
+            "*_pb2.py",
+            "*.pb.go",
+        ]
+    )
+    detect_secrets: bool = True
+    repositories: list[RepositorySettings] = Field(default_factory=list)
+
+
+class IndexSettings(BaseModel):
+    method: Literal["auto", "ivfflat", "hnsw"] = "auto"
+    lists_rule: Literal["pgvector", "sqrt"] = "pgvector"
+    hnsw_threshold_rows: int = Field(default=1_000_000, ge=1)
+    min_rows_for_index: int = Field(default=10_000, ge=1)
+    target_recall: float = Field(default=0.95, gt=0, le=1)
+    hnsw_m: int = Field(default=16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
+    drift_factor: float = Field(default=2.0, gt=1)
+    recall_sample_queries: int = Field(default=50, ge=1)
+
+
+class MemorySettings(BaseModel):
+    snapshot_retention_count: int = Field(default=7, ge=1)
+    snapshot_retention_days: int = Field(default=30, ge=1)
+    session_inactive_seconds: int = Field(default=86_400, ge=1)
+    cleanup_expired_threshold: int = Field(default=1000, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything the project reads from its environment, validated at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    home: Path = Path(".mahavishnu")
+    database_url: SecretStr | None = None
+    embedder: Literal["ollama", "local", "auto"] = "auto"
+    embed_model: str = Field(default="nomic-embed-text", min_length=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+    ollama: OllamaSettings = Field(default_factory=OllamaSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        folder = settings_dir()
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=folder / "local.yaml"),
+            YamlConfigSettingsSource(settings_cls, yaml_file=folder / "mahavishnu.yaml"),
+        )
+
+    @property
+    def uses_embedded_server(self) -> bool:
+        return self.database_url is None and self.postgres.host is None
+
+
+def _yaml_has(path: Path, loc: tuple[str | int, ...]) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        node: Any = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        return False
+    for part in loc:
+        if isinstance(node, dict) and str(part) in node:
+            node = node[str(part)]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def _source_of(loc: tuple[str | int, ...]) -> str:
+    """Name where a bad value came from, so the user knows what to edit."""
+    names = [str(p) for p in loc]
+    for depth in range(len(names), 0, -1):
+        env = ENV_PREFIX + "__".join(names[:depth]).upper()
+        if any(k.upper() == env for k in os.environ):
+            return f"environment variable {env}"
+    folder = settings_dir()
+    for name in ("local.yaml", "mahavishnu.yaml"):
+        if _yaml_has(folder / name, loc):
+            return str(folder / name)
+    return "defaults"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings; a bad value raises ConfigurationError naming field, source and fix."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        first_field = ""
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(p) for p in loc) or "settings"
+            first_field = first_field or field
+            # Never echo the input value: it may be a password.
+            problems.append(f"{field}: {err['msg']} (from {_source_of(loc)})")
+        env_hint = ENV_PREFIX + first_field.replace(".", "__").upper()
+        raise ConfigurationError(
+            "Invalid settings: " + "; ".join(problems),
+            suggestion=f"Set a valid value for {first_field}, e.g. with {env_hint}=..., "
+            "or fix it in settings/local.yaml / settings/mahavishnu.yaml.",
+            fields=[".".join(str(p) for p in e["loc"]) for e in exc.errors()],
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(
+            f"A settings file is not valid YAML: {exc.__class__.__name__}",
+            suggestion=f"Fix the YAML syntax in {settings_dir()}/local.yaml or mahavishnu.yaml.",
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def cached_settings() -> Settings:
+    return load_settings()
