@@ -43,7 +43,9 @@ class ConfigurationError(MahavishnuError):
     """A setting is missing or has a bad value."""
 
     code = "configuration_error"
-    default_suggestion = "Fix the setting named in the message (environment, settings/local.yaml or settings/mahavishnu.yaml)."
+    default_suggestion = (
+        "Fix the setting named in the message (environment, settings/local.yaml or settings/mahavishnu.yaml)."
+    )
 
 
 class DatabaseUnavailableError(MahavishnuError):
@@ -83,7 +85,9 @@ class EmbeddingError(MahavishnuError):
     """The embedding server failed or returned something unusable."""
 
     code = "embedding_error"
-    default_suggestion = "Check that Ollama runs (OLLAMA_HOST) and the model is pulled: `ollama pull <model>`."
+    default_suggestion = (
+        "Check that Ollama runs (OLLAMA_HOST) and the model is pulled: `ollama pull <model>`."
+    )
 
 
 class EmbeddingMismatchError(EmbeddingError):
@@ -127,4 +131,6 @@ class SnapshotError(MahavishnuError):
     """A memory snapshot cannot be created or restored."""
 
     code = "snapshot_error"
-    default_suggestion = "Check `mahavishnu snapshot list` and retry; a failed restore leaves live data as it was."
+    default_suggestion = (
+        "Check `mahavishnu snapshot list` and retry; a failed restore leaves live data as it was."
+    )

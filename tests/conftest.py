@@ -113,7 +113,10 @@ def settings_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.setenv("MAHAVISHNU_SETTINGS_DIR", str(folder))
     for key in list(os.environ):
-        if key.startswith("MAHAVISHNU_") and key not in ("MAHAVISHNU_SETTINGS_DIR", "MAHAVISHNU_TEST_DATABASE_URL"):
+        if key.startswith("MAHAVISHNU_") and key not in (
+            "MAHAVISHNU_SETTINGS_DIR",
+            "MAHAVISHNU_TEST_DATABASE_URL",
+        ):
             monkeypatch.delenv(key)
     return folder
 

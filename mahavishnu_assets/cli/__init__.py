@@ -1,0 +1,33 @@
+"""The `mahavishnu` command: one subcommand per file in this package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mahavishnu_assets.cli import server
+from mahavishnu_assets.cli.output import add_common_options
+
+# Each module adds its subcommands; the order is the order of `mahavishnu --help`.
+COMMAND_MODULES = [server]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mahavishnu", description="PostgreSQL + pgvector memory of code repositories."
+    )
+    add_common_options(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""`mahavishnu up`, `down` and `status`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from mahavishnu_assets.cli.context import opened
+from mahavishnu_assets.cli.output import subcommand
+from mahavishnu_assets.database.migrations import schema_version
+from mahavishnu_assets.database.server import embedded_server
+from mahavishnu_assets.settings import load_settings
+
+
+async def up(args: argparse.Namespace) -> dict[str, Any]:
+    async with opened() as (_, db):
+        async with db.connection() as conn:
+            return {
+                "database": db.target.kind,
+                "target": db.target.describe(),
+                "postgres_version": await conn.fetchval("SHOW server_version"),
+                "pgvector_version": await conn.fetchval(
+                    "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+                ),
+                "schema_version": await schema_version(conn),
+            }
+
+
+async def down(args: argparse.Namespace) -> dict[str, Any]:
+    settings = load_settings()
+    if not settings.uses_embedded_server:
+        return {"database": "external", "stopped": False, "message": "an external server is never stopped"}
+    server = embedded_server(settings)
+    stopped = await asyncio.to_thread(server.stop)
+    return {"database": "embedded", "stopped": stopped}
+
+
+async def status(args: argparse.Namespace) -> dict[str, Any]:
+    async with opened() as (settings, db):
+        health = await db.health_check()
+        async with db.connection() as conn:
+            version = await schema_version(conn)
+        result: dict[str, Any] = {
+            "healthy": health.healthy,
+            "database": db.target.kind,
+            "target": db.target.describe(),
+            "schema_version": version,
+            "pool": db.stats().to_dict(),
+            "recommendations": [],
+        }
+        for extend in STATUS_EXTENSIONS:
+            result.update(await extend(settings, db))
+        return result
+
+
+# Other domains add their figures to `mahavishnu status` (statistics, index recall, pool recommendations).
+STATUS_EXTENSIONS: list[Any] = []
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    subcommand(sub, "up", up, "start the embedded server if needed and apply pending migrations")
+    subcommand(sub, "down", down, "stop the embedded server")
+    subcommand(sub, "status", status, "pool health, statistics and recommendations")

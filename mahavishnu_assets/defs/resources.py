@@ -1,0 +1,61 @@
+"""Dagster resources: the PostgreSQL pool, opened on the step's own event loop and closed after it."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from mahavishnu_assets.database.pool import Database
+from mahavishnu_assets.database.server import open_database
+from mahavishnu_assets.errors import DatabaseUnavailableError
+from mahavishnu_assets.settings import Settings, load_settings
+
+
+class PostgresResource(ConfigurableResource):
+    """An asyncpg pool on the configured server (embedded unless MAHAVISHNU_DATABASE_URL is set).
+
+    The URL and password are read from the environment at run time, never stored in run config, so they do
+    not reach the Dagster UI.
+    """
+
+    pool_max_size: int | None = None
+    health_check: bool = True
+
+    _db: Database | None = PrivateAttr(default=None)
+    _settings: Settings | None = PrivateAttr(default=None)
+
+    @asynccontextmanager  # type: ignore[override]
+    async def yield_for_execution(self, context: InitResourceContext) -> AsyncIterator["PostgresResource"]:
+        settings = load_settings()
+        overrides: dict[str, Any] = {}
+        if self.pool_max_size is not None:
+            overrides["max_size"] = self.pool_max_size
+            overrides["min_size"] = min(settings.postgres.pool_min_size, self.pool_max_size)
+        # Pending migrations are the pgvector_schema asset's job; the pool only connects.
+        db = await open_database(settings, migrate=False, **overrides)
+        if self.health_check:
+            report = await db.health_check()
+            if not report.healthy:
+                await db.close()
+                raise DatabaseUnavailableError(f"Health check failed: {report.error}")
+        self._db = db
+        self._settings = settings
+        try:
+            yield self
+        finally:
+            self._db = None
+            await db.close()
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise DatabaseUnavailableError(
+                "The PostgreSQL resource is not open", suggestion="Use it inside an asset or op."
+            )
+        return self._db
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings or load_settings()
