@@ -65,7 +65,7 @@ class EmbeddedSettings(BaseModel):
 
 
 class OllamaSettings(BaseModel):
-    host: str = Field(default_factory=default_ollama_host)
+    host: str = Field(default_factory=default_ollama_host, validate_default=True)
     timeout_seconds: float = Field(default=60.0, gt=0)
     batch_size: int = Field(default=64, ge=1, le=4096)
     concurrency: int = Field(default=4, ge=1, le=64)

@@ -48,14 +48,19 @@ class ConnectTarget:
 
     def libpq_url(self) -> SecretStr:
         """A URL for tools that want one (psycopg, Dagster storage); kept secret."""
-        from urllib.parse import quote
+        from urllib.parse import quote, urlencode
 
         auth = quote(self.user, safe="")
         if self.password is not None:
             auth += ":" + quote(self.password.get_secret_value(), safe="")
+        query = dict(self.options)
         if self.host.startswith("/"):
-            return SecretStr(f"postgresql://{auth}@/{self.database}?host={quote(self.host)}&port={self.port}")
-        return SecretStr(f"postgresql://{auth}@{self.host}:{self.port}/{self.database}")
+            query.update(host=self.host, port=str(self.port))
+            where = ""
+        else:
+            where = f"{self.host}:{self.port}"
+        suffix = f"?{urlencode(query)}" if query else ""
+        return SecretStr(f"postgresql://{auth}@{where}/{quote(self.database, safe='')}{suffix}")
 
     def secrets(self) -> tuple[str, ...]:
         return (self.password.get_secret_value(),) if self.password is not None else ()

@@ -1,0 +1,97 @@
+"""Settings: precedence of sources, clear errors naming field and source, secrets kept secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mahavishnu_assets.errors import ConfigurationError
+from mahavishnu_assets.settings import load_settings
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text)
+
+
+def test_defaults(settings_dir: Path) -> None:
+    s = load_settings()
+    assert s.embedder == "auto"
+    assert s.embed_model == "nomic-embed-text"
+    assert s.postgres.pool_max_size == 10
+    assert s.uses_embedded_server
+
+
+def test_precedence_defaults_committed_local_env(settings_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(settings_dir, "mahavishnu.yaml", "postgres:\n  pool_max_size: 11\n  pool_min_size: 2\nembed_model: a\n")
+    s = load_settings()
+    assert (s.postgres.pool_max_size, s.postgres.pool_min_size, s.embed_model) == (11, 2, "a")
+
+    write(settings_dir, "local.yaml", "postgres:\n  pool_max_size: 12\n")
+    s = load_settings()
+    # local.yaml overrides one nested field and leaves its siblings from the committed file.
+    assert (s.postgres.pool_max_size, s.postgres.pool_min_size, s.embed_model) == (12, 2, "a")
+
+    monkeypatch.setenv("MAHAVISHNU_POSTGRES__POOL_MAX_SIZE", "13")
+    monkeypatch.setenv("MAHAVISHNU_EMBED_MODEL", "b")
+    s = load_settings()
+    assert (s.postgres.pool_max_size, s.postgres.pool_min_size, s.embed_model) == (13, 2, "b")
+
+
+def test_interface_variables(settings_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MAHAVISHNU_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("MAHAVISHNU_EMBEDDER", "local")
+    monkeypatch.setenv("MAHAVISHNU_DATABASE_URL", "postgresql://u:pw@db.example:6543/x")
+    monkeypatch.setenv("OLLAMA_HOST", "10.0.0.5:11434")
+    s = load_settings()
+    assert s.home == tmp_path / "h"
+    assert s.embedder == "local"
+    assert not s.uses_embedded_server
+    assert s.ollama.host == "http://10.0.0.5:11434"
+
+
+def test_bad_env_value_names_field_source_and_fix(settings_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAHAVISHNU_POSTGRES__POOL_MAX_SIZE", "lots")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    err = info.value.to_dict()
+    assert "postgres.pool_max_size" in err["message"]
+    assert "environment variable MAHAVISHNU_POSTGRES__POOL_MAX_SIZE" in err["message"]
+    assert "MAHAVISHNU_POSTGRES__POOL_MAX_SIZE" in err["suggestion"]
+    assert err["error"] == "configuration_error"
+
+
+def test_bad_yaml_value_names_the_file(settings_dir: Path) -> None:
+    write(settings_dir, "local.yaml", "embedder: quantum\n")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert "embedder" in info.value.message
+    assert "local.yaml" in info.value.message
+
+
+def test_min_above_max_is_refused(settings_dir: Path) -> None:
+    write(settings_dir, "mahavishnu.yaml", "postgres:\n  pool_min_size: 20\n  pool_max_size: 5\n")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert "pool_min_size" in info.value.message
+
+
+def test_invalid_yaml_syntax(settings_dir: Path) -> None:
+    write(settings_dir, "mahavishnu.yaml", "postgres: [unclosed\n")
+    with pytest.raises(ConfigurationError):
+        load_settings()
+
+
+def test_password_never_in_repr_dump_or_error(settings_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s3cr3t-Pa55word"
+    monkeypatch.setenv("MAHAVISHNU_POSTGRES__PASSWORD", secret)
+    monkeypatch.setenv("MAHAVISHNU_DATABASE_URL", f"postgresql://u:{secret}@h/db")
+    s = load_settings()
+    assert secret not in repr(s)
+    assert secret not in str(s.model_dump())
+    assert secret not in s.model_dump_json()
+    # A bad value elsewhere must not echo any input, secret or not.
+    monkeypatch.setenv("MAHAVISHNU_POSTGRES__PORT", secret)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert secret not in str(info.value.to_dict())
