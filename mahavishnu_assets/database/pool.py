@@ -201,7 +201,8 @@ class Database:
         pool = self.pool
         c = self._counters
         started = time.perf_counter()
-        waited = pool.get_idle_size() == 0 and pool.get_size() >= self.config.max_size
+        # Counted by demand, not by pool size: acquires started together all see an idle pool.
+        waited = c.in_use + c.waiting_now >= self.config.max_size
         if waited:
             c.waits += 1
         c.waiting_now += 1
