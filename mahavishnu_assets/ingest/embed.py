@@ -1,0 +1,421 @@
+"""Embedders (Ollama through its official client, and an offline local one) and their embedding spaces.
+
+Every vector belongs to a space `(provider, model, dimensions)`; vectors of different spaces are never mixed.
+Call `await embedder.probe()` once before reading `embedder.key`: an Ollama model's size is learnt from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from mahavishnu_assets.errors import EmbeddingError, EmbeddingMismatchError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from mahavishnu_assets.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LOCAL_PROVIDER = "local"
+LOCAL_MODEL = "hashing-v1"
+OLLAMA_PROVIDER = "ollama"
+PROBE_TEXT = "mahavishnu embedding dimension probe"
+# HTTP statuses that blame the input rather than the server or the model: a batch is split to find the culprit.
+_INPUT_STATUSES = frozenset({400, 413, 422})
+
+
+@dataclass(frozen=True)
+class SpaceKey:
+    """An embedding space: vectors are comparable only within one."""
+
+    provider: str
+    model: str
+    dimensions: int
+
+    def describe(self) -> str:
+        return f"{self.provider}:{self.model}/{self.dimensions}"
+
+
+class EmbeddingRejectedError(EmbeddingError):
+    """The server refused particular inputs (4xx) even one at a time."""
+
+    code = "embedding_rejected"
+    default_suggestion = "The named inputs cannot be embedded by this model; they are skipped."
+
+    def __init__(self, message: str, *, indexes: list[int], **details: Any) -> None:
+        super().__init__(message, indexes=indexes, **details)
+        self.indexes = indexes
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors of one space."""
+
+    key: SpaceKey
+    # Why this embedder was chosen when it was not asked for by name (auto fallback); None otherwise.
+    announcement: str | None
+
+    async def probe(self) -> SpaceKey: ...
+
+    async def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+    async def embed_partial(self, texts: list[str]) -> list[list[float] | None]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def normalize_model_name(model: str) -> str:
+    """`nomic-embed-text` and `nomic-embed-text:latest` are one model, so one space."""
+    return model[: -len(":latest")] if model.endswith(":latest") else model
+
+
+@dataclass
+class EmbedStats:
+    """What an embedder did, for results and benchmarks."""
+
+    requests: int = 0
+    texts: int = 0
+    retries: int = 0
+    splits: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> list[list[float]]:
+    """Count, size and finiteness of returned vectors; any mismatch rejects the whole batch."""
+    import numpy as np
+
+    if not isinstance(vectors, list | tuple) or len(vectors) != count:
+        got = len(vectors) if isinstance(vectors, list | tuple) else type(vectors).__name__
+        raise EmbeddingMismatchError(
+            f"{what} returned {got} vectors for {count} inputs; nothing of this batch was written",
+        )
+    for i, vector in enumerate(vectors):
+        if not isinstance(vector, list | tuple) or len(vector) != dimensions:
+            got = len(vector) if isinstance(vector, list | tuple) else type(vector).__name__
+            raise EmbeddingMismatchError(
+                f"{what} returned a vector of {got} dimensions (input {i}), expected {dimensions}; "
+                "nothing of this batch was written",
+            )
+    try:
+        finite = bool(np.isfinite(np.asarray(vectors, dtype=np.float64)).all())
+    except (TypeError, ValueError):
+        finite = False
+    if not finite:
+        raise EmbeddingMismatchError(
+            f"{what} returned vectors with non-numeric or non-finite values; nothing of this batch was written",
+        )
+    return [list(v) for v in vectors]
+
+
+class LocalEmbedder:
+    """Offline, deterministic, no server: word-hash vectors in their own space (provider `local`)."""
+
+    def __init__(self, dimensions: int = 384, *, announcement: str | None = None) -> None:
+        from mahavishnu_assets.ingest.hashing import HashingVectorizer
+
+        self.key = SpaceKey(LOCAL_PROVIDER, LOCAL_MODEL, dimensions)
+        self.announcement = announcement
+        self.stats = EmbedStats()
+        self._vectorizer = HashingVectorizer(dimensions)
+
+    async def probe(self) -> SpaceKey:
+        return self.key
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for start in range(0, len(texts), 256):
+            out.extend(self._vectorizer.vectors(texts[start : start + 256]))
+            # Hashing is CPU work: let database tasks of the same loop run between slices.
+            await asyncio.sleep(0)
+        self.stats.requests += 1
+        self.stats.texts += len(texts)
+        return out
+
+    async def embed_partial(self, texts: list[str]) -> list[list[float] | None]:
+        return list(await self.embed(texts))
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class OllamaOptions:
+    host: str
+    model: str
+    timeout_seconds: float = 60.0
+    batch_size: int = 64
+    concurrency: int = 4
+    max_retries: int = 4
+    retry_backoff_seconds: float = 0.5
+    max_input_chars: int = 8000
+    dimensions: int | None = None  # known in advance (or learnt by probe)
+    keep_alive: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class OllamaEmbedder:
+    """Embeddings from an Ollama server through `ollama.AsyncClient.embed`.
+
+    Batches run with bounded concurrency; timeouts, 5xx and connection errors are retried with exponential
+    backoff; a 4xx is never retried, but a batch refused for its input is split in halves until the one bad
+    input is isolated (reported through `embed_partial`). Returned vectors are checked for count, size and
+    finiteness: a mismatch raises `EmbeddingMismatchError` and nothing of that batch is returned.
+    """
+
+    def __init__(self, options: OllamaOptions, *, announcement: str | None = None) -> None:
+        self.options = options
+        self.announcement = announcement
+        self.model = options.model
+        self.key = SpaceKey(OLLAMA_PROVIDER, normalize_model_name(options.model), options.dimensions or 0)
+        self.stats = EmbedStats()
+        self._client: Any = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._probe_lock: asyncio.Lock | None = None
+
+    # -- plumbing ------------------------------------------------------------
+    def _ensure_client(self) -> Any:
+        if self._client is None:
+            import ollama
+
+            self._client = ollama.AsyncClient(host=self.options.host, timeout=self.options.timeout_seconds)
+            self._semaphore = asyncio.Semaphore(self.options.concurrency)
+            self._probe_lock = asyncio.Lock()
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client._client.aclose()
+
+    def _prepare(self, text: str) -> str:
+        # Ollama truncates to the model's context itself (truncate=True); the character cap keeps requests
+        # small and bounded even for a server that does not.
+        text = text[: self.options.max_input_chars]
+        return text if text.strip() else "(empty)"
+
+    # -- one request ---------------------------------------------------------
+    async def _request(self, texts: list[str]) -> Any:
+        """One /api/embed call with retries on transient failures; returns the raw embeddings."""
+        import httpx
+        import ollama
+
+        client = self._ensure_client()
+        assert self._semaphore is not None
+        attempt = 0
+        while True:
+            try:
+                async with self._semaphore:
+                    started = asyncio.get_running_loop().time()
+                    response = await client.embed(
+                        model=self.model,
+                        input=texts,
+                        truncate=True,
+                        keep_alive=self.options.keep_alive,
+                        **self.options.extra,
+                    )
+                    self.stats.seconds += asyncio.get_running_loop().time() - started
+                self.stats.requests += 1
+                return response.embeddings
+            except ollama.ResponseError as exc:
+                status = exc.status_code
+                if 400 <= status < 500:
+                    raise
+                error: BaseException = exc
+                reason = f"HTTP {status}: {str(exc.error)[:200]}"
+            except (httpx.TimeoutException, httpx.TransportError, ConnectionError, OSError) as exc:
+                error = exc
+                reason = f"{exc.__class__.__name__}: {str(exc)[:200] or 'no detail'}"
+            if attempt >= self.options.max_retries:
+                raise EmbeddingError(
+                    f"Ollama at {self.options.host} failed {attempt + 1} times for model {self.model!r} "
+                    f"({reason})",
+                    suggestion="Check that Ollama runs (OLLAMA_HOST), or raise ollama.timeout_seconds / "
+                    "ollama.max_retries; a re-run resumes where this one stopped.",
+                ) from error
+            delay = self.options.retry_backoff_seconds * (2**attempt) * (0.75 + random.random() / 2)
+            attempt += 1
+            self.stats.retries += 1
+            logger.warning(
+                "Ollama embed failed (%s); retry %d/%d in %.2fs",
+                reason,
+                attempt,
+                self.options.max_retries,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    def _model_error(self, exc: Any) -> EmbeddingError:
+        if exc.status_code == 404:
+            return EmbeddingError(
+                f"Ollama at {self.options.host} does not have model {self.model!r} ({str(exc.error)[:200]})",
+                suggestion=f"Run `ollama pull {self.model}` or set MAHAVISHNU_EMBED_MODEL to a pulled model.",
+            )
+        return EmbeddingError(
+            f"Ollama at {self.options.host} refused the request with HTTP {exc.status_code}: "
+            f"{str(exc.error)[:200]}",
+        )
+
+    async def _embed_batch(
+        self, texts: list[str], offset: int, rejected: list[int]
+    ) -> list[list[float] | None]:
+        """Embed one batch; on an input-shaped 4xx split it to isolate the inputs the server refuses."""
+        import ollama
+
+        try:
+            raw = await self._request(texts)
+        except ollama.ResponseError as exc:
+            if exc.status_code not in _INPUT_STATUSES:
+                raise self._model_error(exc) from None
+            if len(texts) == 1:
+                logger.warning(
+                    "Ollama refused input %d (HTTP %d: %s); it is skipped",
+                    offset,
+                    exc.status_code,
+                    str(exc.error)[:200],
+                )
+                rejected.append(offset)
+                self.stats.rejected += 1
+                return [None]
+            self.stats.splits += 1
+            half = len(texts) // 2
+            left, right = await asyncio.gather(
+                self._embed_batch(texts[:half], offset, rejected),
+                self._embed_batch(texts[half:], offset + half, rejected),
+            )
+            return left + right
+        if not self.key.dimensions:
+            await self.probe()
+        checked = _check_vectors(raw, len(texts), self.key.dimensions, f"Ollama model {self.model!r}")
+        self.stats.texts += len(texts)
+        return list(checked)
+
+    # -- public --------------------------------------------------------------
+    async def probe(self) -> SpaceKey:
+        """Learn the model's dimensions with one tiny request (once)."""
+        self._ensure_client()
+        assert self._probe_lock is not None
+        async with self._probe_lock:
+            if self.key.dimensions:
+                return self.key
+            import ollama
+
+            try:
+                raw = await self._request([PROBE_TEXT])
+            except ollama.ResponseError as exc:
+                raise self._model_error(exc) from None
+            if not isinstance(raw, list | tuple) or len(raw) != 1 or not raw[0]:
+                raise EmbeddingMismatchError(
+                    f"Ollama model {self.model!r} returned no usable vector for the dimension probe"
+                )
+            dimensions = len(raw[0])
+            if not 1 <= dimensions <= 16000:
+                raise EmbeddingMismatchError(f"Ollama model {self.model!r} returned {dimensions} dimensions")
+            self.key = SpaceKey(self.key.provider, self.key.model, dimensions)
+            logger.info("Embedding space %s", self.key.describe())
+            return self.key
+
+    async def embed_partial(self, texts: list[str]) -> list[list[float] | None]:
+        """Vectors in input order; None for an input the server refuses even alone."""
+        if not texts:
+            return []
+        if not self.key.dimensions:
+            await self.probe()
+        prepared = [self._prepare(t) for t in texts]
+        size = self.options.batch_size
+        rejected: list[int] = []
+        parts = await asyncio.gather(
+            *(
+                self._embed_batch(prepared[start : start + size], start, rejected)
+                for start in range(0, len(prepared), size)
+            )
+        )
+        return [vector for part in parts for vector in part]
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        vectors = await self.embed_partial(texts)
+        bad = [i for i, v in enumerate(vectors) if v is None]
+        if bad:
+            raise EmbeddingRejectedError(f"Ollama refused {len(bad)} of {len(texts)} inputs", indexes=bad)
+        return [v for v in vectors if v is not None]
+
+
+def ollama_options(settings: Settings) -> OllamaOptions:
+    o = settings.ollama
+    return OllamaOptions(
+        host=o.host,
+        model=settings.embed_model,
+        timeout_seconds=o.timeout_seconds,
+        batch_size=o.batch_size,
+        concurrency=o.concurrency,
+        max_retries=o.max_retries,
+        retry_backoff_seconds=o.retry_backoff_seconds,
+        max_input_chars=o.max_input_chars,
+    )
+
+
+def ollama_reachable(host: str, timeout: float = 1.5) -> str | None:
+    """None when an Ollama server answers at `host`, else why not."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{host.rstrip('/')}/api/version", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return f"{exc.__class__.__name__}"
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}"
+    return None
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The embedder MAHAVISHNU_EMBEDDER asks for; `auto` falls back to `local` loudly when Ollama is away."""
+    choice = settings.embedder
+    if choice == "local":
+        return LocalEmbedder(settings.ollama.local_dimensions)
+    if choice == "ollama":
+        return OllamaEmbedder(ollama_options(settings))
+    why = ollama_reachable(settings.ollama.host)
+    if why is None:
+        return OllamaEmbedder(ollama_options(settings))
+    announcement = (
+        f"Ollama is not reachable at {settings.ollama.host} ({why}); using the offline local embedder "
+        f"(space {LOCAL_PROVIDER}:{LOCAL_MODEL}/{settings.ollama.local_dimensions}). "
+        "Set MAHAVISHNU_EMBEDDER=ollama to require Ollama or =local to silence this."
+    )
+    logger.warning("%s", announcement)
+    return LocalEmbedder(settings.ollama.local_dimensions, announcement=announcement)
+
+
+async def ensure_space(conn: asyncpg.Connection, key: SpaceKey) -> int:
+    """The id of the space `key`, created on first use; safe when several processes race to create it."""
+    if key.dimensions < 1:
+        raise EmbeddingError(
+            f"Embedding space {key.describe()} has no dimensions yet",
+            suggestion="Call `await embedder.probe()` before using its space.",
+        )
+    for _ in range(3):
+        space_id = await conn.fetchval(
+            """INSERT INTO mahavishnu.embedding_spaces (provider, model, dimensions)
+               VALUES ($1, $2, $3) ON CONFLICT (provider, model, dimensions) DO NOTHING RETURNING id""",
+            key.provider,
+            key.model,
+            key.dimensions,
+        )
+        if space_id is None:
+            space_id = await conn.fetchval(
+                "SELECT id FROM mahavishnu.embedding_spaces WHERE provider = $1 AND model = $2 AND dimensions = $3",
+                key.provider,
+                key.model,
+                key.dimensions,
+            )
+        if space_id is not None:
+            return int(space_id)
+    raise EmbeddingError(f"Could not create embedding space {key.describe()}")
