@@ -1,0 +1,1 @@
+"""Memory operations: memories, cache, sessions, snapshots, maintenance and pool monitoring."""
