@@ -134,3 +134,10 @@ class SnapshotError(MahavishnuError):
     default_suggestion = (
         "Check `mahavishnu snapshot list` and retry; a failed restore leaves live data as it was."
     )
+
+
+class MemoryStoreError(MahavishnuError):
+    """A memory, cache or session request has invalid input."""
+
+    code = "memory_store_error"
+    default_suggestion = "Check the arguments named in the message."

@@ -118,18 +118,31 @@ class IngestSettings(BaseModel):
     )
     detect_secrets: bool = True
     repositories: list[RepositorySettings] = Field(default_factory=list)
+    # A file with a longer line (minified code, data blobs) is skipped as `minified`: chunks are whole lines.
+    max_line_chars: int = Field(default=8000, ge=100)
+    # detect-secrets plugin class names; None: the defaults of mahavishnu_assets/ingest/secrets.py.
+    secret_plugins: list[str] | None = None
+    batch_max_chunks: int = Field(default=2000, ge=1)
+    # File batches chunked or embedding at once ahead of the database writer.
+    pipeline_depth: int = Field(default=3, ge=1, le=64)
+    lock_timeout_seconds: float = Field(default=600.0, gt=0)
+    # Delete embeddings no chunk references any more at the end of an ingest that removed chunks.
+    prune_unreferenced_embeddings: bool = True
+    nightly_cron: str = "0 3 * * *"
 
 
 class IndexSettings(BaseModel):
     method: Literal["auto", "ivfflat", "hnsw"] = "auto"
     lists_rule: Literal["pgvector", "sqrt"] = "pgvector"
-    hnsw_threshold_rows: int = Field(default=1_000_000, ge=1)
+    # At 100k x 768 HNSW reaches 0.95 recall at ~90x exact search's QPS, IVFFlat at ~12-23x (benchmarks/RESULTS.md).
+    hnsw_threshold_rows: int = Field(default=100_000, ge=1)
     min_rows_for_index: int = Field(default=10_000, ge=1)
     target_recall: float = Field(default=0.95, gt=0, le=1)
     hnsw_m: int = Field(default=16, ge=2, le=100)
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
     drift_factor: float = Field(default=2.0, gt=1)
     recall_sample_queries: int = Field(default=50, ge=1)
+    max_maintenance_work_mem_mb: int = Field(default=2048, ge=64)
 
 
 class MemorySettings(BaseModel):
@@ -137,6 +150,16 @@ class MemorySettings(BaseModel):
     snapshot_retention_days: int = Field(default=30, ge=1)
     session_inactive_seconds: int = Field(default=86_400, ge=1)
     cleanup_expired_threshold: int = Field(default=1000, ge=1)
+    session_ttl_seconds: int = Field(default=604_800, ge=1)
+    cache_default_ttl_seconds: int | None = Field(default=None, ge=1)
+    snapshot_lock_timeout_seconds: float = Field(default=30.0, gt=0)
+    snapshot_search_config: str = Field(default="english", pattern=r"^[a-z_][a-z0-9_.]*$")
+    restore_safety_snapshot: bool = True
+    metrics_retention_days: int = Field(default=30, ge=1)
+    pool_high_utilisation: float = Field(default=0.8, gt=0, le=1)
+    pool_high_ticks: int = Field(default=3, ge=1)
+    pool_wait_p95_warn_ms: float = Field(default=50.0, gt=0)
+    idle_connection_seconds: int = Field(default=600, ge=1)
 
 
 class Settings(BaseSettings):

@@ -127,9 +127,9 @@ async def test_cleanup_removes_exactly_expired_and_inactive(db: Database) -> Non
         }
         for name, (column, value) in edits.items():
             await conn.execute(
-                f"UPDATE mahavishnu.sessions SET {column} = $2 WHERE id = $1::uuid",
+                f"UPDATE mahavishnu.sessions SET {column} = $2 WHERE id = $1::uuid",  # noqa: S608
                 ids[name],
-                value,  # noqa: S608
+                value,
             )
     assert await s.session_cleanup_inactive(now=t) == 4
     async with db.connection() as conn:

@@ -95,7 +95,7 @@ def check_metadata(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise MemoryStoreError(f"metadata must be a dict, not {type(value).__name__}")
-    return check_json(value, "metadata")  # type: ignore[no-any-return]
+    return check_json(value, "metadata")
 
 
 def check_vector(value: Any, dimensions: int | None, what: str = "embedding") -> np.ndarray:

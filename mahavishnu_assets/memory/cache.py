@@ -14,15 +14,12 @@ from typing import Any, Literal
 from mahavishnu_assets.errors import MemoryStoreError
 from mahavishnu_assets.memory.base import (
     MAX_KEY_CHARS,
-    SCHEMA,
     StoreBase,
     check_json,
     check_seconds,
     check_tags,
     check_text,
 )
-
-LIVE = "(expires_at IS NULL OR expires_at > now())"
 
 
 def _key(value: Any) -> str:
@@ -58,9 +55,9 @@ class CacheMixin(StoreBase):
             return {}
         async with self.db.connection() as conn:
             rows = await conn.fetch(
-                f"""UPDATE {SCHEMA}.cache_entries
+                """UPDATE mahavishnu.cache_entries
                        SET hit_count = hit_count + 1, last_accessed_at = now()
-                     WHERE key = ANY($1::text[]) AND {LIVE}
+                     WHERE key = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > now())
                  RETURNING key, value""",
                 wanted,
             )
@@ -92,7 +89,7 @@ class CacheMixin(StoreBase):
         clean_tags = check_tags(tags)
         async with self.db.connection() as conn:
             status = await conn.execute(
-                f"""INSERT INTO {SCHEMA}.cache_entries AS c (key, value, tags, expires_at)
+                """INSERT INTO mahavishnu.cache_entries AS c (key, value, tags, expires_at)
                     SELECT k, v::jsonb, $3::text[], CASE WHEN $4::float8 IS NULL THEN NULL
                                                   ELSE now() + make_interval(secs => $4::float8) END
                       FROM unnest($1::text[], $2::text[]) AS t(k, v)
@@ -119,9 +116,9 @@ class CacheMixin(StoreBase):
         operator = "&&" if match == "any" else "@>"
         async with self.db.connection() as conn:
             rows = await conn.fetch(
-                f"""SELECT key, value FROM {SCHEMA}.cache_entries
-                     WHERE tags {operator} $1::text[] AND {LIVE}
-                     ORDER BY key LIMIT $2""",
+                f"""SELECT key, value FROM mahavishnu.cache_entries
+                     WHERE tags {operator} $1::text[] AND (expires_at IS NULL OR expires_at > now())
+                     ORDER BY key LIMIT $2""",  # noqa: S608 - the operator is one of two literals
                 clean,
                 limit,
             )
@@ -132,11 +129,11 @@ class CacheMixin(StoreBase):
         ttl = check_seconds(ttl_seconds, "ttl_seconds")
         async with self.db.connection() as conn:
             status = await conn.execute(
-                f"""UPDATE {SCHEMA}.cache_entries
+                """UPDATE mahavishnu.cache_entries
                        SET last_accessed_at = now(),
                            expires_at = CASE WHEN $2::float8 IS NULL THEN expires_at
                                              ELSE now() + make_interval(secs => $2::float8) END
-                     WHERE key = $1 AND {LIVE}""",
+                     WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())""",
                 _key(key),
                 ttl,
             )
@@ -147,7 +144,7 @@ class CacheMixin(StoreBase):
         wanted = [_key(keys)] if isinstance(keys, str) else [_key(k) for k in keys]
         async with self.db.connection() as conn:
             status = await conn.execute(
-                f"DELETE FROM {SCHEMA}.cache_entries WHERE key = ANY($1::text[])", wanted
+                "DELETE FROM mahavishnu.cache_entries WHERE key = ANY($1::text[])", wanted
             )
         return int(status.split()[-1])
 
@@ -157,14 +154,16 @@ class CacheMixin(StoreBase):
         if not clean:
             return 0
         async with self.db.connection() as conn:
-            status = await conn.execute(f"DELETE FROM {SCHEMA}.cache_entries WHERE tags && $1::text[]", clean)
+            status = await conn.execute(
+                "DELETE FROM mahavishnu.cache_entries WHERE tags && $1::text[]", clean
+            )
         return int(status.split()[-1])
 
     async def cache_cleanup_expired(self, *, now: datetime | None = None) -> int:
         """Delete exactly the entries with expires_at <= now (default: the database clock)."""
         async with self.db.connection() as conn:
             status = await conn.execute(
-                f"DELETE FROM {SCHEMA}.cache_entries WHERE expires_at <= coalesce($1::timestamptz, now())",
+                "DELETE FROM mahavishnu.cache_entries WHERE expires_at <= coalesce($1::timestamptz, now())",
                 now,
             )
         return int(status.split()[-1])
@@ -173,14 +172,15 @@ class CacheMixin(StoreBase):
         """Entries (live and expired), hits, this process's hit rate, and the space the cache takes."""
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
-                f"""SELECT count(*) AS entries,
-                           count(*) FILTER (WHERE NOT {LIVE}) AS expired,
+                """SELECT count(*) AS entries,
+                           count(*) FILTER (WHERE NOT (expires_at IS NULL OR expires_at > now())) AS expired,
                            coalesce(sum(hit_count), 0) AS total_hits,
                            coalesce(sum(pg_column_size(value)), 0) AS value_bytes,
-                           (SELECT count(DISTINCT t) FROM {SCHEMA}.cache_entries, unnest(tags) t) AS tags,
-                           pg_total_relation_size('{SCHEMA}.cache_entries') AS size_bytes
-                      FROM {SCHEMA}.cache_entries"""
+                           (SELECT count(DISTINCT t) FROM mahavishnu.cache_entries, unnest(tags) t) AS tags,
+                           pg_total_relation_size('mahavishnu.cache_entries') AS size_bytes
+                      FROM mahavishnu.cache_entries"""
             )
+        assert row is not None
         lookups = self._cache_hits + self._cache_misses
         return {
             "entries": int(row["entries"]),

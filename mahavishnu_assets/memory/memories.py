@@ -10,7 +10,7 @@ import numpy as np
 from pgvector import Vector
 
 from mahavishnu_assets.errors import MemoryStoreError
-from mahavishnu_assets.memory.base import SCHEMA, StoreBase, check_metadata, check_text, check_vector
+from mahavishnu_assets.memory.base import StoreBase, check_metadata, check_text, check_vector
 
 MEMORY_TYPES = ("agent", "rag", "workflow", "insight")
 MAX_CONTENT_CHARS = 1_000_000
@@ -73,7 +73,7 @@ class MemoriesMixin(StoreBase):
                 suggestion="Create the store with space=SpaceKey(...) or an embedder.",
             )
         space_id = await self._space_id(conn, key) if has_vectors and key is not None else None
-        rows = []
+        rows: list[tuple[str, str, dict[str, Any], int | None, int | None, np.ndarray | None]] = []
         for content, memory_type, metadata, vector in prepared:
             if vector is None:
                 rows.append((content, memory_type, metadata, None, None, None))
@@ -110,14 +110,14 @@ class MemoriesMixin(StoreBase):
                 int(r[0])
                 for r in await conn.fetch(
                     "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
-                    f"{SCHEMA}.memories",
+                    "mahavishnu.memories",
                     len(rows),
                 )
             ]
             ids.sort()
             columns = list(zip(*rows, strict=True))
             await conn.execute(
-                f"""INSERT INTO {SCHEMA}.memories
+                """INSERT INTO mahavishnu.memories
                         (id, content, memory_type, metadata, space_id, dimensions, embedding)
                     OVERRIDING SYSTEM VALUE
                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
@@ -131,13 +131,13 @@ class MemoriesMixin(StoreBase):
 
     async def get_memory(self, memory_id: int) -> dict[str, Any] | None:
         async with self.db.connection() as conn:
-            row = await conn.fetchrow(f"SELECT * FROM {SCHEMA}.memories WHERE id = $1", memory_id)
+            row = await conn.fetchrow("SELECT * FROM mahavishnu.memories WHERE id = $1", memory_id)
         return _memory_dict(row) if row else None
 
     async def delete_memories(self, memory_ids: Sequence[int]) -> int:
         async with self.db.connection() as conn:
             status = await conn.execute(
-                f"DELETE FROM {SCHEMA}.memories WHERE id = ANY($1::bigint[])", list(memory_ids)
+                "DELETE FROM mahavishnu.memories WHERE id = ANY($1::bigint[])", list(memory_ids)
             )
         return int(status.split()[-1])
 
@@ -176,9 +176,9 @@ class MemoriesMixin(StoreBase):
         async with self.db.connection() as conn:
             space_id = await self._space_id(conn, key)
             rows = await conn.fetch(
-                f"""SELECT id, memory_type, content, metadata, created_at, updated_at,
+                """SELECT id, memory_type, content, metadata, created_at, updated_at,
                            1 - (embedding <=> $1) AS similarity
-                      FROM {SCHEMA}.memories
+                      FROM mahavishnu.memories
                      WHERE space_id = $2
                        AND ($3::text[] IS NULL OR memory_type = ANY($3::text[]))
                        AND ($4::jsonb IS NULL OR metadata @> $4::jsonb)

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from mahavishnu_assets.errors import MemoryStoreError
-from mahavishnu_assets.memory.base import SCHEMA, StoreBase, check_json, check_seconds, check_text
+from mahavishnu_assets.memory.base import StoreBase, check_json, check_seconds, check_text
 
 TOKEN_BYTES = 32
 
@@ -45,18 +45,12 @@ def _uuid(value: Any) -> uuid.UUID:
         raise MemoryStoreError(f"{value!r} is not a session id (a UUID)") from None
 
 
-COLUMNS = "id, owner, data, created_at, last_active_at, expires_at"
-
-
 class SessionsMixin(StoreBase):
     """session_create / session_get / session_list and the rest of the session API."""
 
     def _inactive(self, inactive_seconds: float | None = None) -> float:
         value = check_seconds(inactive_seconds, "inactive_seconds")
         return value if value is not None else float(self.settings.memory.session_inactive_seconds)
-
-    def _active_sql(self, param: str) -> str:
-        return f"(expires_at > now() AND last_active_at > now() - make_interval(secs => {param}::float8))"
 
     async def session_create(
         self, owner: str, *, data: dict[str, Any] | None = None, ttl_seconds: float | None = None
@@ -70,15 +64,16 @@ class SessionsMixin(StoreBase):
         token = secrets.token_urlsafe(TOKEN_BYTES)
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
-                f"""INSERT INTO {SCHEMA}.sessions (id, token_hash, owner, data, expires_at)
+                """INSERT INTO mahavishnu.sessions (id, token_hash, owner, data, expires_at)
                     VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::float8))
-                    RETURNING {COLUMNS}, true AS active""",
+                    RETURNING id, owner, data, created_at, last_active_at, expires_at, true AS active""",
                 uuid.uuid4(),
                 hash_token(token),
                 owner,
                 data or {},
                 ttl,
             )
+        assert row is not None
         return {**_session_dict(row), "token": token}
 
     async def session_get(
@@ -86,7 +81,7 @@ class SessionsMixin(StoreBase):
     ) -> dict[str, Any] | None:
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
-                f"""SELECT {COLUMNS}, {self._active_sql("$2")} AS active FROM {SCHEMA}.sessions
+                """SELECT id, owner, data, created_at, last_active_at, expires_at, (expires_at > now() AND last_active_at > now() - make_interval(secs => $2::float8)) AS active FROM mahavishnu.sessions
                      WHERE id = $1""",
                 _uuid(session_id),
                 self._inactive(),
@@ -102,16 +97,16 @@ class SessionsMixin(StoreBase):
         async with self.db.connection() as conn:
             if touch:
                 row = await conn.fetchrow(
-                    f"""UPDATE {SCHEMA}.sessions SET last_active_at = now()
-                         WHERE token_hash = $1 AND {self._active_sql("$2")}
-                     RETURNING {COLUMNS}, true AS active""",
+                    """UPDATE mahavishnu.sessions SET last_active_at = now()
+                         WHERE token_hash = $1 AND (expires_at > now() AND last_active_at > now() - make_interval(secs => $2::float8))
+                     RETURNING id, owner, data, created_at, last_active_at, expires_at, true AS active""",
                     hash_token(token),
                     self._inactive(),
                 )
             else:
                 row = await conn.fetchrow(
-                    f"""SELECT {COLUMNS}, true AS active FROM {SCHEMA}.sessions
-                         WHERE token_hash = $1 AND {self._active_sql("$2")}""",
+                    """SELECT id, owner, data, created_at, last_active_at, expires_at, true AS active FROM mahavishnu.sessions
+                         WHERE token_hash = $1 AND (expires_at > now() AND last_active_at > now() - make_interval(secs => $2::float8))""",
                     hash_token(token),
                     self._inactive(),
                 )
@@ -133,8 +128,8 @@ class SessionsMixin(StoreBase):
             check_json(data_contains, "data_contains")
         async with self.db.connection() as conn:
             rows = await conn.fetch(
-                f"""SELECT * FROM (
-                        SELECT {COLUMNS}, {self._active_sql("$1")} AS active FROM {SCHEMA}.sessions
+                """SELECT * FROM (
+                        SELECT id, owner, data, created_at, last_active_at, expires_at, (expires_at > now() AND last_active_at > now() - make_interval(secs => $1::float8)) AS active FROM mahavishnu.sessions
                          WHERE ($2::text IS NULL OR owner = $2)
                            AND ($3::timestamptz IS NULL OR created_at >= $3)
                            AND ($4::timestamptz IS NULL OR created_at < $4)
@@ -156,7 +151,7 @@ class SessionsMixin(StoreBase):
         """Mark an active session used now; False when it is missing, expired or inactive."""
         async with self.db.connection() as conn:
             status = await conn.execute(
-                f"UPDATE {SCHEMA}.sessions SET last_active_at = now() WHERE id = $1 AND {self._active_sql('$2')}",
+                "UPDATE mahavishnu.sessions SET last_active_at = now() WHERE id = $1 AND (expires_at > now() AND last_active_at > now() - make_interval(secs => $2::float8))",
                 _uuid(session_id),
                 self._inactive(),
             )
@@ -167,10 +162,10 @@ class SessionsMixin(StoreBase):
         extra = check_seconds(seconds, "seconds")
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
-                f"""UPDATE {SCHEMA}.sessions
+                """UPDATE mahavishnu.sessions
                        SET expires_at = expires_at + make_interval(secs => $3::float8), last_active_at = now()
-                     WHERE id = $1 AND {self._active_sql("$2")}
-                 RETURNING {COLUMNS}, true AS active""",
+                     WHERE id = $1 AND (expires_at > now() AND last_active_at > now() - make_interval(secs => $2::float8))
+                 RETURNING id, owner, data, created_at, last_active_at, expires_at, true AS active""",
                 _uuid(session_id),
                 self._inactive(),
                 extra,
@@ -186,10 +181,10 @@ class SessionsMixin(StoreBase):
         check_json(data, "session data")
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
-                f"""UPDATE {SCHEMA}.sessions
+                """UPDATE mahavishnu.sessions
                        SET data = CASE WHEN $4 THEN data || $3::jsonb ELSE $3::jsonb END
-                     WHERE id = $1 AND {self._active_sql("$2")}
-                 RETURNING {COLUMNS}, true AS active""",
+                     WHERE id = $1 AND (expires_at > now() AND last_active_at > now() - make_interval(secs => $2::float8))
+                 RETURNING id, owner, data, created_at, last_active_at, expires_at, true AS active""",
                 _uuid(session_id),
                 self._inactive(),
                 data,
@@ -209,7 +204,7 @@ class SessionsMixin(StoreBase):
         ids = [_uuid(s) for s in session_ids] if session_ids is not None else None
         async with self.db.connection() as conn:
             status = await conn.execute(
-                f"""DELETE FROM {SCHEMA}.sessions
+                """DELETE FROM mahavishnu.sessions
                      WHERE ($1::uuid[] IS NULL OR id = ANY($1::uuid[])) AND ($2::text IS NULL OR owner = $2)""",
                 ids,
                 owner,
@@ -219,8 +214,8 @@ class SessionsMixin(StoreBase):
     async def session_get_active_count(self, *, owner: str | None = None) -> int:
         async with self.db.connection() as conn:
             value = await conn.fetchval(
-                f"""SELECT count(*) FROM {SCHEMA}.sessions
-                     WHERE {self._active_sql("$1")} AND ($2::text IS NULL OR owner = $2)""",
+                """SELECT count(*) FROM mahavishnu.sessions
+                     WHERE (expires_at > now() AND last_active_at > now() - make_interval(secs => $1::float8)) AND ($2::text IS NULL OR owner = $2)""",
                 self._inactive(),
                 owner,
             )
@@ -232,7 +227,7 @@ class SessionsMixin(StoreBase):
         """Delete exactly the expired sessions and those idle for at least `inactive_seconds`."""
         async with self.db.connection() as conn:
             status = await conn.execute(
-                f"""DELETE FROM {SCHEMA}.sessions
+                """DELETE FROM mahavishnu.sessions
                      WHERE expires_at <= coalesce($2::timestamptz, now())
                         OR last_active_at <= coalesce($2::timestamptz, now()) - make_interval(secs => $1::float8)""",
                 self._inactive(inactive_seconds),
@@ -245,8 +240,8 @@ class SessionsMixin(StoreBase):
         inactive = self._inactive()
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
-                f"""SELECT count(*) AS total,
-                           count(*) FILTER (WHERE {self._active_sql("$1")}) AS active,
+                """SELECT count(*) AS total,
+                           count(*) FILTER (WHERE (expires_at > now() AND last_active_at > now() - make_interval(secs => $1::float8))) AS active,
                            count(*) FILTER (WHERE expires_at <= now()) AS expired,
                            count(*) FILTER (WHERE expires_at > now()
                                               AND last_active_at <= now() - make_interval(secs => $1::float8))
@@ -257,17 +252,19 @@ class SessionsMixin(StoreBase):
                            extract(epoch FROM percentile_cont(0.5) WITHIN GROUP
                                    (ORDER BY last_active_at - created_at)) AS median_used_seconds,
                            extract(epoch FROM avg(now() - last_active_at)
-                                   FILTER (WHERE {self._active_sql("$1")})) AS avg_idle_seconds,
+                                   FILTER (WHERE (expires_at > now() AND last_active_at > now() - make_interval(secs => $1::float8)))) AS avg_idle_seconds,
                            min(created_at) AS oldest_created_at
-                      FROM {SCHEMA}.sessions""",
+                      FROM mahavishnu.sessions""",
                 inactive,
             )
             owners = await conn.fetch(
-                f"""SELECT owner, count(*) AS sessions, count(*) FILTER (WHERE {self._active_sql("$1")}) AS active
-                      FROM {SCHEMA}.sessions GROUP BY owner ORDER BY sessions DESC, owner LIMIT $2""",
+                """SELECT owner, count(*) AS sessions, count(*) FILTER (WHERE (expires_at > now() AND last_active_at > now() - make_interval(secs => $1::float8))) AS active
+                      FROM mahavishnu.sessions GROUP BY owner ORDER BY sessions DESC, owner LIMIT $2""",
                 inactive,
                 top_owners,
             )
+
+        assert row is not None
 
         def seconds(value: Any) -> float | None:
             return round(float(value), 3) if value is not None else None
