@@ -299,6 +299,11 @@ class OllamaEmbedder:
         return list(checked)
 
     # -- public --------------------------------------------------------------
+    def assume_dimensions(self, dimensions: int) -> None:
+        """Take the model's size from an earlier run (no probe request); a wrong guess fails the size check."""
+        if not self.key.dimensions:
+            self.key = SpaceKey(self.key.provider, self.key.model, dimensions)
+
     async def probe(self) -> SpaceKey:
         """Learn the model's dimensions with one tiny request (once)."""
         self._ensure_client()

@@ -1,0 +1,414 @@
+"""Split a text file into chunks of whole lines, by language, with exact line numbers.
+
+Code goes through llama-index's tree-sitter `CodeSplitter` (grammar wheels for Python, JavaScript, TypeScript/TSX,
+Go, Rust), Markdown through `MarkdownNodeParser`, prose through `SentenceSplitter`, everything else through
+line windows. The splitters return text; each piece is located in the file and widened to whole lines, so for
+every chunk `"\\n".join(lines[start_line - 1 : end_line]) == content`, with `lines = text.split("\\n")` of the
+newline-normalized text. When a splitter fails or its pieces cannot be located, line windows take over.
+llama-index and tree-sitter are imported on first use only: an unchanged re-ingest never pays for them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Bumped whenever chunk boundaries change for the same input: stored files are then re-chunked.
+CHUNKER_VERSION = "1"
+
+TREE_SITTER_LANGUAGES = ("python", "javascript", "typescript", "tsx", "go", "rust")
+MARKDOWN = "markdown"
+PROSE_LANGUAGES = frozenset({"text", "restructuredtext", "asciidoc"})
+
+_EXTENSIONS: dict[str, str] = {
+    ".py": "python",
+    ".pyi": "python",
+    ".pyw": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
+    ".tsx": "tsx",
+    ".go": "go",
+    ".rs": "rust",
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".mdx": MARKDOWN,
+    ".txt": "text",
+    ".text": "text",
+    ".rst": "restructuredtext",
+    ".adoc": "asciidoc",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".hpp": "cpp",
+    ".hh": "cpp",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".kts": "kotlin",
+    ".scala": "scala",
+    ".cs": "csharp",
+    ".rb": "ruby",
+    ".php": "php",
+    ".swift": "swift",
+    ".m": "objective-c",
+    ".lua": "lua",
+    ".pl": "perl",
+    ".r": "r",
+    ".jl": "julia",
+    ".ex": "elixir",
+    ".exs": "elixir",
+    ".erl": "erlang",
+    ".hs": "haskell",
+    ".ml": "ocaml",
+    ".clj": "clojure",
+    ".dart": "dart",
+    ".zig": "zig",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".zsh": "shell",
+    ".fish": "shell",
+    ".ps1": "powershell",
+    ".sql": "sql",
+    ".html": "html",
+    ".htm": "html",
+    ".xml": "xml",
+    ".svg": "xml",
+    ".css": "css",
+    ".scss": "scss",
+    ".less": "less",
+    ".vue": "vue",
+    ".svelte": "svelte",
+    ".json": "json",
+    ".jsonc": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".toml": "toml",
+    ".ini": "ini",
+    ".cfg": "ini",
+    ".conf": "ini",
+    ".proto": "protobuf",
+    ".graphql": "graphql",
+    ".tf": "terraform",
+    ".cmake": "cmake",
+    ".mk": "make",
+    ".po": "gettext",
+    ".tex": "latex",
+    ".csv": "csv",
+}
+_FILENAMES: dict[str, str] = {
+    "Makefile": "make",
+    "GNUmakefile": "make",
+    "Dockerfile": "dockerfile",
+    "CMakeLists.txt": "cmake",
+    "Gemfile": "ruby",
+    "Rakefile": "ruby",
+    "Jenkinsfile": "groovy",
+    "README": "text",
+    "LICENSE": "text",
+    "COPYING": "text",
+    "AUTHORS": "text",
+    "CHANGES": "text",
+    "NOTICE": "text",
+}
+_SHEBANGS = {"python": "python", "node": "javascript", "bash": "shell", "sh": "shell", "zsh": "shell"}
+
+
+def detect_language(path: str, text: str = "") -> str:
+    """A language name from the file name, else from a shebang line; `text` when nothing says otherwise."""
+    p = PurePosixPath(path)
+    language = _EXTENSIONS.get(p.suffix.lower()) or _FILENAMES.get(p.name)
+    if language:
+        return language
+    if p.name.startswith("Dockerfile"):
+        return "dockerfile"
+    if text.startswith("#!"):
+        first = text.split("\n", 1)[0]
+        words = first[2:].replace("/", " ").split()
+        for word in reversed(words):
+            for interpreter, lang in _SHEBANGS.items():
+                if (
+                    word == interpreter
+                    or word.startswith(interpreter)
+                    and word[len(interpreter) :].replace(".", "").isdigit()
+                ):
+                    return lang
+    return "text"
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    chunk_lines: int = 40
+    chunk_lines_overlap: int = 5
+    max_chunk_chars: int = 1500
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    start_line: int  # 1-based, inclusive
+    end_line: int  # inclusive
+    content: str
+    content_hash: bytes
+
+
+def chunk_hash(content: str) -> bytes:
+    return hashlib.sha256(content.encode("utf-8", "surrogatepass")).digest()
+
+
+def split_lines(text: str) -> list[str]:
+    """The file's lines: split on '\\n', without the empty piece after a final newline."""
+    if not text:
+        return []
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return lines
+
+
+# -- parsers and splitters, built once per thread ----------------------------------------------------------
+_local = threading.local()
+
+
+# language -> (grammar wheel module, function returning its language pointer)
+_GRAMMARS = {
+    "python": ("tree_sitter_python", "language"),
+    "javascript": ("tree_sitter_javascript", "language"),
+    "typescript": ("tree_sitter_typescript", "language_typescript"),
+    "tsx": ("tree_sitter_typescript", "language_tsx"),
+    "go": ("tree_sitter_go", "language"),
+    "rust": ("tree_sitter_rust", "language"),
+}
+
+
+def _grammar(language: str) -> Any:
+    import importlib
+
+    module, function = _GRAMMARS[language]
+    return getattr(importlib.import_module(module), function)()
+
+
+def _char_tokenizer(text: str) -> list[str]:
+    # Sizes are counted in characters: no tokenizer download, and the limit matches max_chunk_chars.
+    return list(text)
+
+
+@lru_cache(maxsize=1)
+def _quiet_llama_index() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import llama_index.core.node_parser  # noqa: F401
+
+
+def _splitter(kind: str, options: ChunkOptions) -> Any:
+    cache: dict[tuple[str, ChunkOptions], Any] = getattr(_local, "splitters", None) or {}
+    _local.splitters = cache
+    splitter = cache.get((kind, options))
+    if splitter is not None:
+        return splitter
+    _quiet_llama_index()
+    from llama_index.core.node_parser import CodeSplitter, MarkdownNodeParser, SentenceSplitter
+
+    if kind in TREE_SITTER_LANGUAGES:
+        from tree_sitter import Language, Parser
+
+        splitter = CodeSplitter(
+            language=kind,
+            parser=Parser(Language(_grammar(kind))),
+            chunk_lines=options.chunk_lines,
+            chunk_lines_overlap=max(1, options.chunk_lines_overlap),
+            max_chars=options.max_chunk_chars,
+            tokenizer=_char_tokenizer,
+            include_metadata=False,
+            include_prev_next_rel=False,
+        )
+    elif kind == MARKDOWN:
+        splitter = MarkdownNodeParser(include_metadata=False, include_prev_next_rel=False)
+    elif kind == "prose":
+        splitter = SentenceSplitter(
+            chunk_size=options.max_chunk_chars,
+            chunk_overlap=min(options.max_chunk_chars // 10, 200),
+            tokenizer=_char_tokenizer,
+            include_metadata=False,
+            include_prev_next_rel=False,
+        )
+    else:
+        raise ValueError(kind)
+    cache[(kind, options)] = splitter
+    return splitter
+
+
+# -- locating pieces -----------------------------------------------------------------------------------------
+class _Lines:
+    """Offsets of line starts, to turn a character offset into a 1-based line number."""
+
+    def __init__(self, text: str, lines: list[str]) -> None:
+        self.starts = [0]
+        offset = 0
+        for line in lines[:-1]:
+            offset += len(line) + 1
+            self.starts.append(offset)
+
+    def line_of(self, offset: int) -> int:
+        return bisect.bisect_right(self.starts, offset)
+
+
+def _locate(text: str, lines: list[str], pieces: list[str]) -> list[tuple[int, int]] | None:
+    """Line ranges of pieces found in order in `text`; None when one cannot be found."""
+    index = _Lines(text, lines)
+    ranges: list[tuple[int, int]] = []
+    cursor = 0
+    for piece in pieces:
+        piece = piece.strip()
+        if not piece:
+            continue
+        position = text.find(piece, cursor)
+        if position < 0:
+            # Some splitters let pieces overlap; look again from the previous piece's start.
+            position = text.find(piece, ranges and index.starts[ranges[-1][0] - 1] or 0)
+            if position < 0:
+                return None
+        start = index.line_of(position)
+        end = index.line_of(position + len(piece) - 1)
+        ranges.append((start, end))
+        cursor = max(cursor, position + len(piece))
+    return ranges
+
+
+def _disjoint(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Pieces split inside a line share it: give the line to the first and drop what is left empty."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            start = out[-1][1] + 1
+        if start <= end:
+            out.append((start, end))
+    return out
+
+
+def _windows(
+    lines: list[str], first: int, last: int, options: ChunkOptions, overlap: bool
+) -> list[tuple[int, int]]:
+    """Greedy windows of whole lines within first..last: at most chunk_lines lines and max_chunk_chars chars."""
+    out: list[tuple[int, int]] = []
+    start = first
+    step_back = options.chunk_lines_overlap if overlap else 0
+    while start <= last:
+        end = start
+        size = len(lines[start - 1])
+        while end < last and end - start + 1 < options.chunk_lines:
+            grown = size + 1 + len(lines[end])
+            if grown > options.max_chunk_chars:
+                break
+            size = grown
+            end += 1
+        out.append((start, end))
+        if end >= last:
+            break
+        start = max(start + 1, end + 1 - step_back)
+    return out
+
+
+def _limit(lines: list[str], ranges: list[tuple[int, int]], options: ChunkOptions) -> list[tuple[int, int]]:
+    """Ranges widened to whole lines may outgrow the limit; cut such ones into line windows."""
+    hard = 2 * options.max_chunk_chars
+    out: list[tuple[int, int]] = []
+    for start, end in ranges:
+        size = sum(len(lines[i]) + 1 for i in range(start - 1, end))
+        if size > hard and end > start:
+            out.extend(_windows(lines, start, end, options, overlap=False))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _merge_small(
+    lines: list[str], ranges: list[tuple[int, int]], options: ChunkOptions
+) -> list[tuple[int, int]]:
+    """Join neighbouring small sections (a heading and one line) up to the size limit."""
+    out: list[tuple[int, int]] = []
+    sizes: list[int] = []
+    for start, end in ranges:
+        size = sum(len(lines[i]) + 1 for i in range(start - 1, end))
+        if out and out[-1][1] + 1 >= start and sizes[-1] + size <= options.max_chunk_chars:
+            out[-1] = (out[-1][0], end)
+            sizes[-1] += size
+        else:
+            out.append((start, end))
+            sizes.append(size)
+    return out
+
+
+def _ranges(kind: str, text: str, lines: list[str], options: ChunkOptions) -> list[tuple[int, int]]:
+    whole = [(1, len(lines))]
+    if kind in TREE_SITTER_LANGUAGES:
+        pieces = _splitter(kind, options).split_text(text)
+        located = _locate(text, lines, pieces)
+        if located is None:
+            raise ValueError("code pieces not found in the text")
+        return _limit(lines, _disjoint(located), options)
+    if kind == MARKDOWN:
+        from llama_index.core.schema import Document
+
+        nodes = _splitter(kind, options).get_nodes_from_documents([Document(text=text)])
+        located = _locate(text, lines, [n.get_content() for n in nodes])
+        if located is None:
+            raise ValueError("markdown sections not found in the text")
+        return _limit(lines, _merge_small(lines, _disjoint(located), options), options)
+    if kind == "prose":
+        located = _locate(text, lines, _splitter(kind, options).split_text(text))
+        if located is None:
+            raise ValueError("sentences not found in the text")
+        return _limit(lines, _disjoint(located), options)
+    return _windows(lines, *whole[0], options, overlap=True)
+
+
+def _kind(language: str) -> str:
+    if language in TREE_SITTER_LANGUAGES or language == MARKDOWN:
+        return language
+    if language in PROSE_LANGUAGES:
+        return "prose"
+    return "lines"
+
+
+def chunk_text(text: str, language: str, options: ChunkOptions | None = None) -> list[Chunk]:
+    """Chunks of whole lines covering every non-blank line of `text` (newlines already normalized)."""
+    options = options or ChunkOptions()
+    lines = split_lines(text)
+    if not lines or not text.strip():
+        return []
+    kind = _kind(language)
+    try:
+        ranges = _ranges(kind, text, lines, options)
+    except Exception as exc:  # a parser failing on odd input must not stop the file: line windows instead
+        logger.debug("%s splitter failed (%s); using line windows", kind, exc)
+        ranges = _windows(lines, 1, len(lines), options, overlap=True)
+    chunks: list[Chunk] = []
+    seen: set[tuple[int, int]] = set()
+    for start, end in ranges:
+        # Blank lines at either edge carry nothing: trim them so ranges start and end on content.
+        while start <= end and not lines[start - 1].strip():
+            start += 1
+        while end >= start and not lines[end - 1].strip():
+            end -= 1
+        if start > end or (start, end) in seen:
+            continue
+        seen.add((start, end))
+        content = "\n".join(lines[start - 1 : end])
+        chunks.append(Chunk(len(chunks), start, end, content, chunk_hash(content)))
+    return chunks

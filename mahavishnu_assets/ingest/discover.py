@@ -1,0 +1,419 @@
+"""Find a repository's files and decide, safely, which of them can be read as text.
+
+Inside a git work tree git's own view is used (tracked and untracked-but-not-ignored files, `.gitignore`
+respected, HEAD recorded); a plain folder is walked. Nothing outside the repository's real root is ever read:
+every path is resolved and symlinks leaving the root are refused. Decisions that need no reading (ignored
+patterns, size, symlinks) are made here from `lstat`; `inspect_file` reads and classifies the rest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mahavishnu_assets.errors import IngestError
+
+logger = logging.getLogger(__name__)
+
+# Stable skip reasons (INTERFACE.md), plus ours.
+BINARY = "binary"
+TOO_LARGE = "too_large"
+UNDECODABLE = "undecodable"
+SECRET = "secret"
+OUTSIDE_REPOSITORY = "outside_repository"
+IGNORED = "ignored"
+NOT_A_FILE = "not_a_file"  # a directory, socket, device or broken symlink where a file was listed
+BAD_PATH = "bad_path"  # a path that is not valid UTF-8
+MINIFIED = "minified"  # a line longer than ingest.max_line_chars (minified code, data blobs)
+UNREADABLE = "unreadable"  # permission denied, or the file vanished while being read
+EMBEDDING_REJECTED = "embedding_rejected"  # the embedding server refused one of its chunks
+SKIP_REASONS = (
+    BINARY,
+    TOO_LARGE,
+    UNDECODABLE,
+    SECRET,
+    OUTSIDE_REPOSITORY,
+    IGNORED,
+    NOT_A_FILE,
+    BAD_PATH,
+    MINIFIED,
+    UNREADABLE,
+    EMBEDDING_REJECTED,
+)
+
+# Version-control folders never hold repository content.
+_VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr"})
+# Magic numbers of common binary formats that may carry no NUL byte in their first bytes.
+_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"%PDF-",
+    b"PK\x03\x04",
+    b"PK\x05\x06",
+    b"\x1f\x8b",
+    b"BZh",
+    b"\xfd7zXZ\x00",
+    b"7z\xbc\xaf\x27\x1c",
+    b"Rar!\x1a\x07",
+    b"\x7fELF",
+    b"\xca\xfe\xba\xbe",
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xcf\xfa\xed\xfe",
+    b"\xce\xfa\xed\xfe",
+    b"\x00asm",
+    b"SQLite format 3\x00",
+    b"RIFF",
+    b"OggS",
+    b"ID3",
+    b"fLaC",
+    b"wOFF",
+    b"wOF2",
+    b"OTTO",
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+    b"!<arch>\n",
+    b"\x89HDF\r\n\x1a\n",
+    b"\x28\xb5\x2f\xfd",  # zstd
+    b"\x04\x22\x4d\x18",  # lz4
+    b"PAR1",
+    b"ARROW1",
+)
+# Bytes that never appear in text (C0 controls except tab, newlines, form feed, escape).
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27))
+_SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What `lstat` says about a file; equal stats let an unchanged file go unread."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+
+@dataclass
+class Candidate:
+    """A regular file inside the repository that may be ingested."""
+
+    path: str  # relative, POSIX separators
+    abs_path: Path
+    stat: FileStat
+    real_path: str | None = None  # for a symlink: its target, checked to be inside the root
+
+
+@dataclass
+class Discovery:
+    root: Path
+    commit: str | None
+    is_git: bool
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> reason, decided without reading
+
+    @property
+    def files_seen(self) -> int:
+        return len(self.candidates) + len(self.skipped)
+
+
+@dataclass
+class FileContent:
+    """A text file read and accepted: its text (newlines normalized) and the hash of its bytes."""
+
+    text: str
+    content_hash: bytes
+    size: int
+
+
+def content_hash(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def check_configured_path(path: Path | str) -> None:
+    """Configured repository paths may not climb with `..`: settings must name the folder itself."""
+    if ".." in Path(path).parts:
+        raise IngestError(
+            f"Repository path {str(path)!r} contains '..'",
+            suggestion="Give the repository's path without '..' components (an absolute path is best).",
+        )
+
+
+def compile_patterns(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex for every exclude pattern; a pattern matches the path from the root or below any folder."""
+    parts = []
+    for pattern in patterns:
+        pattern = pattern.strip().lstrip("/")
+        if not pattern:
+            continue
+        translated = fnmatch.translate(pattern)
+        # fnmatch.translate gives `(?s:...)\Z`; keep the group, anchor once for all patterns.
+        if translated.endswith(r"\Z"):
+            translated = translated[:-2]
+        parts.append(translated)
+        if pattern.endswith("/*"):
+            # `vendor/*` also names the folder itself when it is a file entry (a symlink or submodule).
+            parts.append(fnmatch.translate(pattern[:-2])[:-2])
+    if not parts:
+        return None
+    return re.compile(r"(?:^|.*/)(?:" + "|".join(parts) + r")\Z", re.DOTALL)
+
+
+def _git(root: Path, *args: str) -> bytes | None:
+    """Run git read-only inside `root`; None when git is missing or `root` is not in a work tree."""
+    try:
+        result = subprocess.run(
+            # A hostile repository's config must not make git run commands for us.
+            ["git", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false", *args],
+            cwd=root,
+            capture_output=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.debug("git %s failed in %s: %s", args[0], root, exc)
+        return None
+    if result.returncode != 0:
+        logger.debug("git %s failed in %s: %s", args[0], root, result.stderr[-300:])
+        return None
+    return result.stdout
+
+
+def git_head(root: Path) -> str | None:
+    out = _git(root, "rev-parse", "--verify", "--quiet", "HEAD")
+    return out.decode().strip() or None if out else None
+
+
+def _git_paths(root: Path) -> list[bytes] | None:
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if not top:
+        return None
+    if os.path.realpath(os.fsdecode(top.strip())) != str(root):
+        # A folder inside someone's work tree: git's view only if that work tree does not ignore it.
+        try:
+            ignored = subprocess.run(
+                ["git", "-c", "core.fsmonitor=false", "check-ignore", "-q", "."],
+                cwd=root,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if ignored.returncode == 0:
+            return None
+    listing = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listing is None:
+        return None
+    return [p for p in dict.fromkeys(listing.split(b"\0")) if p]
+
+
+def _walk_paths(root: Path) -> list[bytes]:
+    out: list[bytes] = []
+    base = os.fsencode(root)
+    for folder, dirs, files in os.walk(base, followlinks=False):
+        kept = []
+        for d in dirs:
+            if d.decode(errors="replace") in _VCS_DIRS:
+                continue
+            if os.path.islink(os.path.join(folder, d)):
+                files.append(d)  # a symlink is an entry to judge, never a folder to enter
+            else:
+                kept.append(d)
+        dirs[:] = sorted(kept)
+        rel = os.path.relpath(folder, base)
+        for name in sorted(files):
+            out.append(name if rel == b"." else os.path.join(rel, name))
+    return out
+
+
+def resolve_root(path: Path | str) -> Path:
+    root = Path(path).expanduser()
+    try:
+        real = root.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise IngestError(f"Repository path {str(path)!r} does not exist") from None
+    if not real.is_dir():
+        raise IngestError(f"Repository path {str(path)!r} is not a folder")
+    return real
+
+
+def discover(root: Path, *, max_file_bytes: int, exclude: re.Pattern[str] | None) -> Discovery:
+    """List the repository's files, skipping what can be judged without reading them."""
+    root = resolve_root(root)
+    raw_paths = _git_paths(root)
+    is_git = raw_paths is not None
+    commit = git_head(root) if is_git else None
+    if raw_paths is None:
+        raw_paths = _walk_paths(root)
+    found = Discovery(root=root, commit=commit, is_git=is_git)
+    root_str = str(root)
+    root_prefix = root_str.rstrip("/") + "/"
+    inside_dirs: dict[str, bool] = {"": True}
+
+    def inside(real: str) -> bool:
+        return real == root_str or real.startswith(root_prefix)
+
+    def dir_inside(rel_dir: str) -> bool:
+        # A listed path's folders may have become symlinks since git recorded them; resolve each folder once.
+        known = inside_dirs.get(rel_dir)
+        if known is None:
+            known = inside(os.path.realpath(os.path.join(root_str, rel_dir)))
+            inside_dirs[rel_dir] = known
+        return known
+
+    for raw in raw_paths:
+        try:
+            rel = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            found.skipped[raw.decode("utf-8", "replace")] = BAD_PATH
+            continue
+        if os.sep != "/":
+            rel = rel.replace(os.sep, "/")
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or ".." in parts or "\0" in rel:
+            found.skipped[rel] = OUTSIDE_REPOSITORY
+            continue
+        if parts[0] in _VCS_DIRS:
+            continue
+        if exclude is not None and exclude.match(rel):
+            found.skipped[rel] = IGNORED
+            continue
+        if not dir_inside(rel.rpartition("/")[0]):
+            found.skipped[rel] = OUTSIDE_REPOSITORY
+            continue
+        abs_path = os.path.join(root_str, rel)
+        try:
+            st = os.lstat(abs_path)
+        except FileNotFoundError:
+            continue  # listed by git's index but deleted from the work tree: gone
+        except OSError:
+            found.skipped[rel] = UNREADABLE
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            real = os.path.realpath(abs_path)
+            if not inside(real):
+                found.skipped[rel] = OUTSIDE_REPOSITORY
+                continue
+            try:
+                st = os.stat(real)
+            except OSError:
+                found.skipped[rel] = NOT_A_FILE
+                continue
+        else:
+            real = None
+        if not stat.S_ISREG(st.st_mode):
+            found.skipped[rel] = NOT_A_FILE
+            continue
+        if st.st_size > max_file_bytes:
+            found.skipped[rel] = TOO_LARGE
+            continue
+        found.candidates.append(
+            Candidate(
+                rel, Path(abs_path), FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), real
+            )
+        )
+    return found
+
+
+def sniff_binary(data: bytes) -> bool:
+    """Binary by content, not by name: NUL bytes, known magic numbers, or mostly control bytes."""
+    if b"\0" in data:
+        return True
+    head = data[:_SNIFF_BYTES]
+    if head.startswith(_MAGIC):
+        return True
+    if not head:
+        return False
+    controls = len(head) - len(head.translate(None, _CONTROL))
+    return controls * 10 > len(head)
+
+
+def decode_text(data: bytes) -> str | None:
+    """UTF-8 (a BOM is dropped); None when the bytes are not valid UTF-8."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def normalize_newlines(text: str) -> str:
+    """Universal newlines, as Python's text mode reads files: lines are then split on '\\n' only."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def read_file(candidate: Candidate, max_file_bytes: int) -> bytes | str:
+    """The file's bytes, or a skip reason. Re-checks the size: the file may have grown since lstat."""
+    # O_NOFOLLOW: a file swapped for a symlink since discovery is refused, not followed out of the root.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(candidate.real_path or candidate.abs_path, flags)
+    except OSError:
+        return UNREADABLE
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return NOT_A_FILE
+        if st.st_size > max_file_bytes:
+            return TOO_LARGE
+        with os.fdopen(fd, "rb", closefd=True) as handle:
+            fd = -1
+            data = handle.read(max_file_bytes + 1)
+    except OSError:
+        return UNREADABLE
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > max_file_bytes:
+        return TOO_LARGE
+    return data
+
+
+def inspect_file(
+    candidate: Candidate,
+    *,
+    max_file_bytes: int,
+    max_line_chars: int,
+    detect_secrets: bool,
+    secret_plugins: tuple[str, ...] | None = None,
+) -> FileContent | str:
+    """Read one file and accept it as text, or return why it is skipped."""
+    from mahavishnu_assets.ingest import secrets
+
+    if detect_secrets and secrets.is_secret_file(candidate.path):
+        return SECRET
+    data = read_file(candidate, max_file_bytes)
+    if isinstance(data, str):
+        return data
+    if sniff_binary(data):
+        return BINARY
+    text = decode_text(data)
+    if text is None:
+        return UNDECODABLE
+    text = normalize_newlines(text)
+    if max_line_chars and len(text) > max_line_chars:
+        longest = max(map(len, text.split("\n")))
+        if longest > max_line_chars:
+            return MINIFIED
+    if detect_secrets:
+        found = secrets.find_secrets(text, secret_plugins or secrets.DEFAULT_PLUGINS)
+        if found:
+            # The type and line only: the value itself must never reach a log.
+            logger.info(
+                "Skipping %s: it holds a secret (%s, line %d)", candidate.path, found[0].kind, found[0].line
+            )
+            return SECRET
+    return FileContent(text=text, content_hash=content_hash(data), size=len(data))

@@ -1,0 +1,684 @@
+"""Incremental ingest of one repository: discover -> read and chunk -> embed -> load, as overlapping stages.
+
+A reader thread reads, classifies and chunks changed files into batches; embedding workers (bounded) fetch
+vectors for contents the cache lacks; one writer replaces each batch in one transaction. So the database work
+and the chunking overlap embedding, and a crash between batches leaves a consistent database that the next
+run completes: files whose stored hash matches are not touched again.
+
+Unchanged files are recognised without reading them (size, mtime, ctime and inode as recorded, and the same
+chunking configuration); files whose stat changed are re-hashed, and re-chunked only if their bytes changed.
+Only chunk contents missing from the embedding cache of the active space are embedded.
+
+Embeddings no chunk references any more (old versions of edited or deleted files) are deleted at the end of
+an ingest that removed chunks (`ingest.prune_unreferenced_embeddings`, default on): the cache serves reuse
+within and across repositories and runs, and never keeps vectors nothing can find.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mahavishnu_assets.database.pool import Database
+from mahavishnu_assets.errors import IngestError, MahavishnuError
+from mahavishnu_assets.ingest import store
+from mahavishnu_assets.ingest.discover import (
+    EMBEDDING_REJECTED,
+    UNREADABLE,
+    Candidate,
+    FileContent,
+    FileStat,
+    compile_patterns,
+    discover,
+    inspect_file,
+    resolve_root,
+)
+from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder
+from mahavishnu_assets.ingest.progress import Progress, ProgressCallback
+from mahavishnu_assets.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+# Files modified this close to being read may change again within the file system's timestamp granularity
+# without their stat changing ("racy clean", as git calls it): their stat is not trusted next time.
+RACY_NANOSECONDS = 2_000_000_000
+FIRST_BATCH_FILES = 8  # a small first batch starts the embedding server early
+
+
+@dataclass
+class IngestResult:
+    """The counts of INTERFACE.md (`mahavishnu ingest --json`) plus details."""
+
+    repo: str
+    commit: str | None
+    files_seen: int = 0
+    files_changed: int = 0
+    files_deleted: int = 0
+    files_skipped: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    embeddings_computed: int = 0
+    embeddings_reused: int = 0
+    seconds: float = 0.0
+    root_path: str = ""
+    files_added: int = 0
+    files_modified: int = 0
+    files_unchanged: int = 0
+    files_read: int = 0
+    embeddings_backfilled: int = 0
+    embeddings_pruned: int = 0
+    embedding_space: str = ""
+    embedder: str = ""
+    warnings: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    run_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["skipped"] = dict(sorted(self.skipped.items()))
+        out["seconds"] = round(self.seconds, 3)
+        out["phases"] = {k: round(v, 3) for k, v in self.phases.items()}
+        return out
+
+
+def default_repo_name(root: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", root.name).strip("-.")
+    return name or "repository"
+
+
+def check_repo_name(name: str) -> str:
+    if not _NAME.match(name) or name.startswith("/") or ".." in name.split("/"):
+        raise IngestError(
+            f"Repository name {name!r} is not allowed",
+            suggestion="Use letters, digits, '.', '_', '-' and '/' only (at most 200 characters).",
+        )
+    return name
+
+
+def ingest_config(settings: Settings) -> str:
+    """What decides a file's chunks and skip verdict from its bytes; a change re-chunks every file."""
+    from mahavishnu_assets.ingest.chunk import CHUNKER_VERSION
+
+    ing = settings.ingest
+    facts = {
+        "chunker": CHUNKER_VERSION,
+        "chunk_lines": ing.chunk_lines,
+        "chunk_lines_overlap": ing.chunk_lines_overlap,
+        "max_chunk_chars": ing.max_chunk_chars,
+        "max_line_chars": ing.max_line_chars,
+        "detect_secrets": ing.detect_secrets,
+        "secret_plugins": ing.secret_plugins,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _same_stat(known: store.KnownFile | store.KnownSkip, stat: FileStat) -> bool:
+    return (
+        known.mtime_ns is not None
+        and known.size == stat.size
+        and known.mtime_ns == stat.mtime_ns
+        and known.ctime_ns == stat.ctime_ns
+        and known.inode == stat.inode
+    )
+
+
+def _stored_stat(stat: FileStat, read_at_ns: int) -> tuple[int | None, int | None, int | None]:
+    if stat.mtime_ns >= read_at_ns - RACY_NANOSECONDS:
+        return None, None, None
+    return stat.mtime_ns, stat.ctime_ns, stat.inode
+
+
+@dataclass
+class _Batch:
+    """What the reader produced for a slice of the files to read."""
+
+    files: list[store.NewFile] = field(default_factory=list)
+    skips: list[store.NewSkip] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    stat_updates: list[tuple[str, int | None, int | None, int | None]] = field(default_factory=list)
+    files_read: int = 0
+    added: int = 0
+    modified: int = 0
+    unchanged: int = 0
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+    # Filled by the embedding stage.
+    vectors: dict[bytes, Any] = field(default_factory=dict)
+    rejected: set[bytes] = field(default_factory=set)
+    mine: set[bytes] = field(default_factory=set)  # hashes this batch embedded itself
+    computed: int = 0
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(f.chunks) for f in self.files)
+
+
+class _Stop(Exception):
+    """The run is ending early; the reader thread stops."""
+
+
+class Ingest:
+    """One ingest run of one repository. Use `ingest_repository()`."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        embedder: Embedder,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.embedder = embedder
+        self.progress = Progress()
+        self._notify = progress
+        self._config = ingest_config(settings)
+        self._inflight: dict[bytes, asyncio.Future[Any]] = {}
+        self._written: set[bytes] = set()
+        self._stop = threading.Event()
+
+    def _tick(self, phase: str | None = None) -> None:
+        if phase:
+            self.progress.phase = phase
+        if self._notify is not None:
+            try:
+                self._notify(self.progress)
+            except Exception:  # a broken progress display must not break the ingest
+                logger.debug("progress callback failed", exc_info=True)
+
+    # -- space ---------------------------------------------------------------------------------------------
+    async def _space(self, conn: Any) -> tuple[SpaceKey, int]:
+        key = self.embedder.key
+        if not key.dimensions:
+            # A known model's size is in the database: no request to the server when nothing needs embedding.
+            rows = await conn.fetch(
+                "SELECT dimensions FROM mahavishnu.embedding_spaces WHERE provider = $1 AND model = $2",
+                key.provider,
+                key.model,
+            )
+            assume = getattr(self.embedder, "assume_dimensions", None)
+            if len(rows) == 1 and assume is not None:
+                assume(int(rows[0]["dimensions"]))
+                key = self.embedder.key
+            else:
+                key = await self.embedder.probe()
+        return key, await ensure_space(conn, key)
+
+    # -- reader (a thread) ---------------------------------------------------------------------------------
+    def _read(
+        self,
+        to_read: list[Candidate],
+        known: dict[str, store.KnownFile],
+        space_id: int,
+        emit: Any,
+    ) -> None:
+        from mahavishnu_assets.ingest.chunk import ChunkOptions, chunk_text, detect_language, split_lines
+
+        ing = self.settings.ingest
+        options = ChunkOptions(ing.chunk_lines, ing.chunk_lines_overlap, ing.max_chunk_chars)
+        plugins = tuple(ing.secret_plugins) if ing.secret_plugins else None
+        batch = _Batch()
+        limit_files = FIRST_BATCH_FILES
+        for candidate in to_read:
+            if self._stop.is_set():
+                raise _Stop
+            read_at = time.time_ns()
+            result = inspect_file(
+                candidate,
+                max_file_bytes=ing.max_file_bytes,
+                max_line_chars=ing.max_line_chars,
+                detect_secrets=ing.detect_secrets,
+                secret_plugins=plugins,
+            )
+            batch.files_read += 1
+            mtime, ctime, inode = _stored_stat(candidate.stat, read_at)
+            previous = known.get(candidate.path)
+            if isinstance(result, str):
+                batch.skip_reasons[result] += 1
+                if result == UNREADABLE:
+                    batch.remove.append(candidate.path)  # not remembered: tried again next run
+                else:
+                    batch.skips.append(
+                        store.NewSkip(candidate.path, result, candidate.stat.size, mtime, ctime, inode)
+                    )
+            else:
+                assert isinstance(result, FileContent)
+                if (
+                    previous is not None
+                    and previous.content_hash == result.content_hash
+                    and (previous.config == self._config)
+                ):
+                    batch.unchanged += 1
+                    batch.stat_updates.append((candidate.path, mtime, ctime, inode))
+                else:
+                    language = detect_language(candidate.path, result.text)
+                    chunks = chunk_text(result.text, language, options)
+                    batch.files.append(
+                        store.NewFile(
+                            candidate.path,
+                            result.content_hash,
+                            language,
+                            result.size,
+                            len(split_lines(result.text)),
+                            mtime,
+                            ctime,
+                            inode,
+                            chunks,
+                        )
+                    )
+                    if previous is None:
+                        batch.added += 1
+                    else:
+                        batch.modified += 1
+            if (
+                len(batch.files) >= limit_files
+                or batch.chunk_count >= ing.batch_max_chunks
+                or (batch.files_read >= 4 * ing.file_batch_size)
+            ):
+                emit(batch)
+                batch = _Batch()
+                limit_files = ing.file_batch_size
+        if batch.files_read:
+            emit(batch)
+
+    # -- embedding ----------------------------------------------------------------------------------------
+    async def _embed_texts(self, texts: list[str]) -> list[Any]:
+        import numpy as np
+
+        vectors = await self.embedder.embed_partial(texts)
+        return [None if v is None else np.asarray(v, dtype=np.float32) for v in vectors]
+
+    async def _embed_batch(self, batch: _Batch, space_id: int) -> None:
+        needed: dict[bytes, str] = {}
+        for f in batch.files:
+            for c in f.chunks:
+                needed.setdefault(c.content_hash, c.content)
+        if not needed:
+            return
+        candidates = [h for h in needed if h not in self._written]
+        async with self.db.connection() as conn:
+            present = await store.existing_embeddings(conn, space_id, candidates)
+        mine: list[bytes] = []
+        theirs: dict[bytes, asyncio.Future[Any]] = {}
+        loop = asyncio.get_running_loop()
+        for h in candidates:
+            if h in present:
+                continue
+            future = self._inflight.get(h)
+            if future is None:
+                self._inflight[h] = loop.create_future()
+                mine.append(h)
+            else:
+                theirs[h] = future
+        if mine:
+            try:
+                vectors = await self._embed_texts([needed[h] for h in mine])
+            except BaseException as exc:
+                for h in mine:
+                    future = self._inflight.pop(h)
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else _Stop())
+                        future.exception()  # marked retrieved: the batch's own error is what gets reported
+                raise
+            for h, vector in zip(mine, vectors, strict=True):
+                self._inflight[h].set_result(vector)
+                if vector is None:
+                    batch.rejected.add(h)
+                else:
+                    batch.vectors[h] = vector
+                    batch.mine.add(h)
+            batch.computed = sum(1 for v in vectors if v is not None)
+            self.progress.embeddings_computed += batch.computed
+        for h, future in theirs.items():
+            vector = await future
+            if vector is None:
+                batch.rejected.add(h)
+            else:
+                batch.vectors[h] = vector
+
+    # -- writer ---------------------------------------------------------------------------------------------
+    async def _write(
+        self, conn: Any, batch: _Batch, *, repo_id: int, key: SpaceKey, space_id: int, commit: str | None
+    ) -> store.BatchOutcome:
+        files, skips = batch.files, list(batch.skips)
+        if batch.rejected:
+            kept = []
+            for f in files:
+                if any(c.content_hash in batch.rejected for c in f.chunks):
+                    logger.warning("Skipping %s: the embedding server refused one of its chunks", f.path)
+                    skips.append(
+                        store.NewSkip(
+                            f.path, EMBEDDING_REJECTED, f.size, f.mtime_ns, f.ctime_ns, f.inode, space_id
+                        )
+                    )
+                    batch.skip_reasons[EMBEDDING_REJECTED] += 1
+                    if f.path in self._known_paths:
+                        batch.modified -= 1
+                    else:
+                        batch.added -= 1
+                else:
+                    kept.append(f)
+            files = kept
+        needed = {c.content_hash for f in files for c in f.chunks}
+        vectors = {h: v for h, v in batch.vectors.items() if h in needed}
+        write = store.BatchWrite(
+            files=files, skips=skips, remove=batch.remove, embeddings=vectors, needed=needed
+        )
+        for _attempt in range(3):
+            try:
+                outcome = await store.write_batch(
+                    conn,
+                    repo_id=repo_id,
+                    space_id=space_id,
+                    dimensions=key.dimensions,
+                    commit=commit,
+                    config=self._config,
+                    batch=write,
+                    stat_updates=batch.stat_updates,
+                )
+                break
+            except store.MissingEmbeddingsError as exc:
+                # Pruned by a concurrent ingest between our cache lookup and this write: compute them now.
+                contents = {c.content_hash: c.content for f in files for c in f.chunks}
+                missing = sorted(exc.hashes)
+                fresh = await self._embed_texts([contents[h] for h in missing])
+                for h, v in zip(missing, fresh, strict=True):
+                    if v is None:
+                        raise IngestError(
+                            "The embedding server refused a chunk it had embedded before"
+                        ) from None
+                    write.embeddings[h] = v
+                    batch.mine.add(h)
+                    batch.computed += 1
+        else:
+            raise IngestError("Embeddings kept vanishing during the write; is another process pruning them?")
+        self._written.update(vectors)
+        for h in vectors:
+            self._inflight.pop(h, None)
+        batch.files = files
+        return outcome
+
+    # -- backfill ---------------------------------------------------------------------------------------------
+    async def _backfill(self, repo_id: int, key: SpaceKey, space_id: int) -> int:
+        """Embed stored chunks that have no vector in the active space (a new model, a pruned cache)."""
+        total = 0
+        page = max(self.settings.ingest.batch_max_chunks, 1)
+        while True:
+            async with self.db.connection() as conn:
+                rows = await store.chunks_missing_embeddings(conn, repo_id, space_id, page)
+            if not rows:
+                return total
+            self._tick("backfill")
+            vectors = await self._embed_texts([content for _, content in rows])
+            good = {h: v for (h, _), v in zip(rows, vectors, strict=True) if v is not None}
+            if len(good) < len(rows):
+                raise IngestError(
+                    f"The embedding server refused {len(rows) - len(good)} stored chunks of this repository",
+                    suggestion="Check the embedding model; re-ingest after fixing it.",
+                )
+            async with self.db.transaction() as conn:
+                await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", store.PRUNE_LOCK, space_id)
+                await store.insert_embeddings(conn, space_id, key.dimensions, good)
+            total += len(good)
+            self.progress.embeddings_computed += len(good)
+            self._tick()
+
+    # -- the run -----------------------------------------------------------------------------------------------
+    async def run(self, path: Path | str, name: str | None = None) -> IngestResult:
+        started = time.perf_counter()
+        ing = self.settings.ingest
+        root = resolve_root(path)
+        repo_name = check_repo_name(name or default_repo_name(root))
+        result = IngestResult(repo=repo_name, commit=None, root_path=str(root))
+        if self.embedder.announcement:
+            result.warnings.append(self.embedder.announcement)
+        self._tick("discover")
+        phase = time.perf_counter()
+        found = await asyncio.to_thread(
+            discover, root, max_file_bytes=ing.max_file_bytes, exclude=compile_patterns(ing.exclude_patterns)
+        )
+        result.phases["discover"] = time.perf_counter() - phase
+        result.commit = found.commit
+        result.files_seen = found.files_seen
+        skipped: Counter[str] = Counter(found.skipped.values())
+
+        async with self.db.connection() as conn:
+            async with conn.transaction():
+                repo_id, old_head, _old_space = await store.register_repository(
+                    conn, repo_name, str(root), move=name is not None
+                )
+            await self._lock(conn, repo_name)
+            try:
+                key, space_id = await self._space(conn)
+                result.embedding_space = key.describe()
+                result.embedder = key.provider
+                previous_ok = await conn.fetchval(
+                    """SELECT status = 'succeeded' FROM mahavishnu.ingest_runs WHERE repo_id = $1
+                       ORDER BY id DESC LIMIT 1""",
+                    repo_id,
+                )
+                run_id = await store.start_run(conn, repo_id, found.commit, space_id)
+                result.run_id = run_id
+                try:
+                    await self._body(conn, result, found, skipped, repo_id, key, space_id)
+                    phase = time.perf_counter()
+                    async with conn.transaction():
+                        if old_head != found.commit or not previous_ok:
+                            await store.set_commit(conn, repo_id, found.commit)
+                        await store.finish_repository(conn, repo_id, found.commit, space_id)
+                    if ing.prune_unreferenced_embeddings and (result.chunks_deleted or not previous_ok):
+                        result.embeddings_pruned = await store.prune_unreferenced_embeddings(conn, space_id)
+                    result.phases["finish"] = time.perf_counter() - phase
+                    result.seconds = time.perf_counter() - started
+                    await store.finish_run(conn, run_id, "succeeded", result.to_dict())
+                except BaseException as exc:
+                    message = exc.message if isinstance(exc, MahavishnuError) else exc.__class__.__name__
+                    try:
+                        await asyncio.shield(
+                            store.finish_run(conn, run_id, "failed", result.to_dict(), message)
+                        )
+                    except Exception:
+                        logger.debug("could not record the failed run", exc_info=True)
+                    raise
+            finally:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock($1, $2)", store.INGEST_LOCK, store.lock_key(repo_name)
+                )
+        self._tick("done")
+        return result
+
+    async def _lock(self, conn: Any, repo_name: str) -> None:
+        deadline = time.monotonic() + self.settings.ingest.lock_timeout_seconds
+        announced = False
+        while not await conn.fetchval(
+            "SELECT pg_try_advisory_lock($1, $2)", store.INGEST_LOCK, store.lock_key(repo_name)
+        ):
+            if time.monotonic() > deadline:
+                raise IngestError(
+                    f"Another ingest of {repo_name!r} is still running",
+                    suggestion="Wait for it to finish (or raise ingest.lock_timeout_seconds) and run again.",
+                )
+            if not announced:
+                logger.warning("Waiting for another ingest of %s to finish", repo_name)
+                announced = True
+            await asyncio.sleep(0.2)
+
+    async def _body(
+        self,
+        conn: Any,
+        result: IngestResult,
+        found: Any,
+        skipped: Counter[str],
+        repo_id: int,
+        key: SpaceKey,
+        space_id: int,
+    ) -> None:
+        phase = time.perf_counter()
+        known_files, known_skips = await store.known_state(conn, repo_id)
+        self._known_paths = set(known_files)
+        present = {c.path for c in found.candidates}
+        gone = sorted(p for p in (known_files.keys() | known_skips.keys()) if p not in present)
+        to_read: list[Candidate] = []
+        for candidate in found.candidates:
+            kf = known_files.get(candidate.path)
+            if kf is not None and kf.config == self._config and _same_stat(kf, candidate.stat):
+                result.files_unchanged += 1
+                continue
+            ks = known_skips.get(candidate.path)
+            if (
+                ks is not None
+                and ks.config == self._config
+                and _same_stat(ks, candidate.stat)
+                and (ks.reason != EMBEDDING_REJECTED or ks.space_id == space_id)
+            ):
+                skipped[ks.reason] += 1
+                continue
+            to_read.append(candidate)
+        result.phases["compare"] = time.perf_counter() - phase
+        self.progress.files_total = len(to_read)
+        self._tick("ingest")
+
+        phase = time.perf_counter()
+        if gone:
+            outcome = await store.write_batch(
+                conn,
+                repo_id=repo_id,
+                space_id=space_id,
+                dimensions=key.dimensions,
+                commit=found.commit,
+                config=self._config,
+                batch=store.BatchWrite(files=[], skips=[], remove=gone, embeddings={}, needed=set()),
+            )
+            result.files_deleted += outcome.files_deleted
+            result.chunks_deleted += outcome.chunks_deleted
+        if to_read:
+            await self._pipeline(
+                conn, result, to_read, known_files, skipped, repo_id, key, space_id, found.commit
+            )
+        result.phases["pipeline"] = time.perf_counter() - phase
+
+        phase = time.perf_counter()
+        backfilled = await self._backfill(repo_id, key, space_id)
+        result.embeddings_backfilled = backfilled
+        result.embeddings_computed += backfilled
+        result.phases["backfill_check"] = time.perf_counter() - phase
+        result.skipped = dict(skipped)
+        result.files_skipped = sum(skipped.values())
+
+    async def _pipeline(
+        self,
+        conn: Any,
+        result: IngestResult,
+        to_read: list[Candidate],
+        known_files: dict[str, store.KnownFile],
+        skipped: Counter[str],
+        repo_id: int,
+        key: SpaceKey,
+        space_id: int,
+        commit: str | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        depth = self.settings.ingest.pipeline_depth
+        chunked: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=depth)
+        embedded: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=depth)
+
+        def emit(batch: _Batch) -> None:
+            # Runs in the reader thread: blocks while the queue is full (backpressure).
+            future = asyncio.run_coroutine_threadsafe(chunked.put(batch), loop)
+            while True:
+                try:
+                    future.result(timeout=0.5)
+                    return
+                except TimeoutError:
+                    if self._stop.is_set():
+                        future.cancel()
+                        raise _Stop from None
+
+        async def reader() -> None:
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read")
+            try:
+                await loop.run_in_executor(executor, self._read, to_read, known_files, space_id, emit)
+            finally:
+                executor.shutdown(wait=False)
+                for _ in range(depth):
+                    await chunked.put(None)
+
+        async def embedder_worker() -> None:
+            while (batch := await chunked.get()) is not None:
+                await self._embed_batch(batch, space_id)
+                await embedded.put(batch)
+            await embedded.put(None)
+
+        async def writer() -> None:
+            finished = 0
+            while finished < depth:
+                batch = await embedded.get()
+                if batch is None:
+                    finished += 1
+                    continue
+                outcome = await self._write(
+                    conn, batch, repo_id=repo_id, key=key, space_id=space_id, commit=commit
+                )
+                result.files_read += batch.files_read
+                result.files_added += batch.added
+                result.files_modified += batch.modified
+                result.files_unchanged += batch.unchanged
+                result.files_changed += len(batch.files)
+                result.files_deleted += outcome.files_deleted
+                result.chunks_written += outcome.chunks_written
+                result.chunks_deleted += outcome.chunks_deleted
+                result.embeddings_computed += batch.computed
+                needed = {c.content_hash for f in batch.files for c in f.chunks}
+                result.embeddings_reused += len(needed - batch.mine)
+                skipped.update(batch.skip_reasons)
+                self.progress.files_done += batch.files_read
+                self.progress.chunks_written += outcome.chunks_written
+                await store.update_run(
+                    conn, result.run_id or 0, self.progress.files_total, self.progress.files_done
+                )
+                self._tick()
+
+        tasks = [
+            asyncio.create_task(reader(), name="ingest-reader"),
+            *(asyncio.create_task(embedder_worker(), name=f"ingest-embed-{i}") for i in range(depth)),
+            asyncio.create_task(writer(), name="ingest-writer"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            self._stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+
+async def ingest_repository(
+    db: Database,
+    settings: Settings,
+    path: Path | str,
+    *,
+    name: str | None = None,
+    embedder: Embedder | None = None,
+    progress: ProgressCallback | None = None,
+) -> IngestResult:
+    """Bring the database in step with the repository at `path` (registered as `name`)."""
+    own = embedder is None
+    embedder = embedder or make_embedder(settings)
+    try:
+        return await Ingest(db, settings, embedder, progress=progress).run(path, name)
+    finally:
+        if own:
+            await embedder.aclose()

@@ -1,0 +1,193 @@
+"""Find files that hold secrets (keys, tokens, credentials) so they are never chunked, stored or logged.
+
+Detection uses detect-secrets' maintained plugins. Each plugin's own patterns first scan the whole text in C
+(fast: most files hit nothing); only lines that hit are analysed by the plugin itself. Noisy plugins (keyword
+and high-entropy heuristics) are off by default: in source code they flag test fixtures and hashes everywhere.
+What was found is reported by type only; the secret value never leaves this module.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Any
+
+# Plugins whose patterns are specific enough to run on source code. Names are detect-secrets class names.
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "AWSKeyDetector",
+    "AzureStorageKeyDetector",
+    "BasicAuthDetector",
+    "DiscordBotTokenDetector",
+    "GitHubTokenDetector",
+    "GitLabTokenDetector",
+    "JwtTokenDetector",
+    "MailchimpDetector",
+    "NpmDetector",
+    "OpenAIDetector",
+    "PrivateKeyDetector",
+    "PypiTokenDetector",
+    "SendGridDetector",
+    "SlackDetector",
+    "SquareOAuthDetector",
+    "StripeDetector",
+    "TwilioKeyDetector",
+)
+
+# Files that hold credentials by their nature, whatever their content looks like.
+SECRET_FILE_PATTERNS: tuple[str, ...] = (
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
+    ".netrc",
+    "_netrc",
+    ".pgpass",
+    ".pypirc",
+    ".git-credentials",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "credentials.json",
+    "secrets.yaml",
+    "secrets.yml",
+)
+# Templates of such files are meant to be committed and hold placeholders.
+TEMPLATE_SUFFIXES: tuple[str, ...] = (".example", ".sample", ".template", ".dist", ".defaults", ".tmpl")
+
+# Passwords in URLs that are documentation placeholders, not credentials (`scott:tiger` is the classic demo).
+_PLACEHOLDER_PASSWORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "secret",
+        "changeme",
+        "change_me",
+        "tiger",
+        "example",
+        "xxx",
+        "xxxx",
+        "xxxxx",
+        "xxxxxx",
+        "test",
+        "foo",
+        "bar",
+        "pw",
+        "p",
+        "x",
+        "mypassword",
+        "yourpassword",
+        "your_password",
+        "dbpass",
+        "pat",
+    }
+)
+# Cheap substring checks (on the lowercased text) that must hold for a plugin's slow patterns to match at all.
+_ANCHORS: dict[str, tuple[str, ...]] = {
+    "AWSKeyDetector": ("a3t", "abia", "acca", "akia", "asia", "aws"),
+    "GitLabTokenDetector": ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "gr1348941", "glcbt-"),
+    "MailchimpDetector": ("-us",),
+    "SlackDetector": ("xox", "hooks.slack.com"),
+    "PrivateKeyDetector": ("private key", "putty-user-key", "encrypted private"),
+    "StripeDetector": ("k_live_",),
+    "TwilioKeyDetector": ("ac", "sk"),
+    "DiscordBotTokenDetector": (".",),
+}
+# A fast equivalent of the Discord pattern's rare middle part, searched before the plugin's own pattern.
+_DISCORD_CORE = re.compile(r"\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}")
+_TEMPLATED = re.compile(r"^(\$\{?.*\}?|\{\{?.*\}?\}|<[^>]*>|%\(?\w*\)?s|\*+|\.\.\.|\$\w+|%s|\{\w*\})$")
+
+
+@dataclass(frozen=True)
+class SecretFinding:
+    """What kind of secret was found where (never its value)."""
+
+    kind: str
+    line: int
+
+
+def is_secret_file(path: str) -> bool:
+    """True for files such as `.env` or `id_rsa` that hold credentials by nature."""
+    name = PurePosixPath(path).name
+    if name.lower().endswith(TEMPLATE_SUFFIXES):
+        return False
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_FILE_PATTERNS)
+
+
+def _is_placeholder(kind: str, value: str) -> bool:
+    if kind != "Basic Auth Credentials":
+        return False
+    lowered = value.lower()
+    return lowered in _PLACEHOLDER_PASSWORDS or bool(_TEMPLATED.match(value))
+
+
+@lru_cache(maxsize=8)
+def _plugins(names: tuple[str, ...]) -> list[tuple[Any, re.Pattern[str]]]:
+    """Each plugin with one combined, multi-line prefilter built from its own patterns."""
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plugins_module = importlib.import_module("detect_secrets.core.plugins.util")
+        by_name = {
+            cls.__name__: cls for cls in plugins_module.get_mapping_from_secret_type_to_class().values()
+        }
+    out = []
+    for name in names:
+        cls = by_name.get(name)
+        if cls is None:
+            raise ValueError(f"Unknown detect-secrets plugin {name!r}")
+        plugin = cls()
+        patterns = [p.pattern for p in getattr(plugin, "denylist", [])]
+        if not patterns:
+            continue
+        flags = 0
+        for p in plugin.denylist:
+            flags |= p.flags & (re.IGNORECASE | re.VERBOSE | re.DOTALL)
+        combined = re.compile("|".join(f"(?:{p})" for p in patterns), flags | re.MULTILINE)
+        out.append((plugin, combined))
+    return out
+
+
+def find_secrets(
+    text: str, plugins: tuple[str, ...] = DEFAULT_PLUGINS, *, limit: int = 1
+) -> list[SecretFinding]:
+    """Secrets in `text`, up to `limit` findings (one is enough to skip a file)."""
+    findings: list[SecretFinding] = []
+    lowered = text.lower()
+    for plugin, prefilter in _plugins(plugins):
+        name = type(plugin).__name__
+        anchors = _ANCHORS.get(name)
+        if anchors is not None and not any(a in lowered for a in anchors):
+            continue
+        if name == "DiscordBotTokenDetector" and _DISCORD_CORE.search(text) is None:
+            continue
+        position = 0
+        while len(findings) < limit:
+            hit = prefilter.search(text, position)
+            if hit is None:
+                break
+            line_start = text.rfind("\n", 0, hit.start()) + 1
+            line_end = text.find("\n", hit.end())
+            line_end = len(text) if line_end < 0 else line_end
+            line = text[line_start:line_end]
+            for value in plugin.analyze_string(line):
+                if not _is_placeholder(plugin.secret_type, value):
+                    findings.append(SecretFinding(plugin.secret_type, text.count("\n", 0, line_start) + 1))
+                    break
+            position = max(line_end, hit.end()) + 1
+        if len(findings) >= limit:
+            break
+    return findings

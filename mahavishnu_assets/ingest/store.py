@@ -1,0 +1,448 @@
+"""PostgreSQL side of ingestion: repository rows, known file state, atomic file-batch replacement, pruning.
+
+Every write that changes what a repository holds happens in one transaction per file batch, which replaces
+the batch's old rows (files, chunks, skip verdicts) and inserts the embeddings its chunks need. A crash
+between batches leaves each file either wholly old or wholly new, and every stored chunk with its embedding.
+Chunks are bulk-loaded with binary COPY (asyncpg `copy_records_to_table`), always naming their columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from mahavishnu_assets.errors import IngestError
+
+# Advisory lock classes (first key of the two-int form): one ingest per repository at a time; pruning
+# embeddings excludes batch writers of the same space.
+INGEST_LOCK = 0x6D76_0001
+PRUNE_LOCK = 0x6D76_0002
+
+CHUNK_COLUMNS = (
+    "file_id",
+    "repo_id",
+    "chunk_index",
+    "path",
+    "language",
+    "start_line",
+    "end_line",
+    "content",
+    "content_hash",
+    "commit",
+)
+_STAGE_EMBEDDINGS = "mahavishnu_stage_embeddings"
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """A stored file's state as the database has it."""
+
+    content_hash: bytes
+    size: int
+    mtime_ns: int | None
+    ctime_ns: int | None
+    inode: int | None
+    config: str | None
+    commit: str | None
+
+
+@dataclass(frozen=True)
+class KnownSkip:
+    reason: str
+    size: int
+    mtime_ns: int | None
+    ctime_ns: int | None
+    inode: int | None
+    config: str | None
+    space_id: int | None
+
+
+@dataclass
+class NewFile:
+    """A file to (re)write: its row and its chunks."""
+
+    path: str
+    content_hash: bytes
+    language: str
+    size: int
+    line_count: int
+    mtime_ns: int | None
+    ctime_ns: int | None
+    inode: int | None
+    chunks: list[Any]  # chunk.Chunk
+
+
+@dataclass
+class NewSkip:
+    path: str
+    reason: str
+    size: int
+    mtime_ns: int | None
+    ctime_ns: int | None
+    inode: int | None
+    space_id: int | None = None
+
+
+@dataclass
+class BatchWrite:
+    """Everything one transaction replaces."""
+
+    files: list[NewFile]
+    skips: list[NewSkip]
+    remove: list[str]  # paths whose file rows and skip verdicts go (deleted, or now skipped/ignored)
+    embeddings: dict[bytes, Any]  # content hash -> vector, computed by this run
+    needed: set[bytes]  # every content hash the batch's chunks reference
+
+
+@dataclass
+class BatchOutcome:
+    chunks_written: int
+    chunks_deleted: int
+    files_deleted: int
+    embeddings_inserted: int
+
+
+class MissingEmbeddingsError(Exception):
+    """Embeddings the batch relied on were pruned meanwhile; the caller computes them and retries."""
+
+    def __init__(self, hashes: set[bytes]) -> None:
+        super().__init__(f"{len(hashes)} embeddings vanished")
+        self.hashes = hashes
+
+
+def lock_key(repo_name: str) -> int:
+    """A stable 32-bit key for a repository name (ids are not known before the row exists)."""
+    return int.from_bytes(hashlib.sha256(repo_name.encode()).digest()[:4], "big", signed=True)
+
+
+async def register_repository(
+    conn: asyncpg.Connection, name: str, root_path: str, *, move: bool
+) -> tuple[int, str | None, int | None]:
+    """Get or create the repository row; returns (id, stored head commit, last fully embedded space).
+
+    A name already bound to another folder is refused unless `move` (an explicit --name) re-points it.
+    """
+    row = await conn.fetchrow(
+        """INSERT INTO mahavishnu.repositories (name, root_path) VALUES ($1, $2)
+           ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+           RETURNING id, root_path, head_commit, space_id""",
+        name,
+        root_path,
+    )
+    assert row is not None
+    if row["root_path"] != root_path:
+        if not move:
+            raise IngestError(
+                f"Repository name {name!r} is already registered for {row['root_path']}",
+                suggestion="Pass --name with another name for this folder, or --name "
+                f"{name} explicitly to move the repository to {root_path}.",
+            )
+        await conn.execute(
+            "UPDATE mahavishnu.repositories SET root_path = $2 WHERE id = $1", row["id"], root_path
+        )
+    return int(row["id"]), row["head_commit"], row["space_id"]
+
+
+async def known_state(
+    conn: asyncpg.Connection, repo_id: int
+) -> tuple[dict[str, KnownFile], dict[str, KnownSkip]]:
+    files = {
+        r["path"]: KnownFile(
+            r["content_hash"],
+            r["size_bytes"],
+            r["mtime_ns"],
+            r["ctime_ns"],
+            r["inode"],
+            r["config"],
+            r["commit"],
+        )
+        for r in await conn.fetch(
+            """SELECT path, content_hash, size_bytes, mtime_ns, ctime_ns, inode, config, commit
+               FROM mahavishnu.source_files WHERE repo_id = $1""",
+            repo_id,
+        )
+    }
+    skips = {
+        r["path"]: KnownSkip(
+            r["reason"], r["size_bytes"], r["mtime_ns"], r["ctime_ns"], r["inode"], r["config"], r["space_id"]
+        )
+        for r in await conn.fetch(
+            """SELECT path, reason, size_bytes, mtime_ns, ctime_ns, inode, config, space_id
+               FROM mahavishnu.skipped_files WHERE repo_id = $1""",
+            repo_id,
+        )
+    }
+    return files, skips
+
+
+async def existing_embeddings(conn: asyncpg.Connection, space_id: int, hashes: Sequence[bytes]) -> set[bytes]:
+    if not hashes:
+        return set()
+    rows = await conn.fetch(
+        "SELECT content_hash FROM mahavishnu.embeddings WHERE space_id = $1 AND content_hash = ANY($2::bytea[])",
+        space_id,
+        list(hashes),
+    )
+    return {bytes(r["content_hash"]) for r in rows}
+
+
+async def _ensure_stage(conn: asyncpg.Connection) -> None:
+    # One temp table per connection, emptied at every commit: COPY cannot say ON CONFLICT, the merge can.
+    await conn.execute(
+        f"""CREATE TEMP TABLE IF NOT EXISTS {_STAGE_EMBEDDINGS} (
+                content_hash bytea NOT NULL,
+                embedding    vector NOT NULL
+            ) ON COMMIT DELETE ROWS"""
+    )
+
+
+async def insert_embeddings(
+    conn: asyncpg.Connection, space_id: int, dimensions: int, embeddings: dict[bytes, Any]
+) -> int:
+    """Merge vectors into the cache (inside the caller's transaction); a concurrent writer's copy wins."""
+    if not embeddings:
+        return 0
+    await _ensure_stage(conn)
+    await conn.copy_records_to_table(
+        _STAGE_EMBEDDINGS,
+        records=list(embeddings.items()),
+        columns=["content_hash", "embedding"],
+    )
+    status = await conn.execute(
+        f"""INSERT INTO mahavishnu.embeddings (space_id, content_hash, dimensions, embedding)
+            SELECT $1, content_hash, $2, embedding FROM {_STAGE_EMBEDDINGS}
+            ON CONFLICT (space_id, content_hash) DO NOTHING""",  # noqa: S608 - constant table name
+        space_id,
+        dimensions,
+    )
+    await conn.execute(f"TRUNCATE {_STAGE_EMBEDDINGS}")
+    return int(status.split()[-1])
+
+
+async def write_batch(
+    conn: asyncpg.Connection,
+    *,
+    repo_id: int,
+    space_id: int,
+    dimensions: int,
+    commit: str | None,
+    config: str,
+    batch: BatchWrite,
+    stat_updates: list[tuple[str, int | None, int | None, int | None]] | None = None,
+) -> BatchOutcome:
+    """Replace the batch's files in one transaction; raises MissingEmbeddingsError (nothing written) when
+    embeddings it counted on were pruned meanwhile."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", PRUNE_LOCK, space_id)
+        inserted = await insert_embeddings(conn, space_id, dimensions, batch.embeddings)
+        reused = [h for h in batch.needed if h not in batch.embeddings]
+        if reused:
+            present = await existing_embeddings(conn, space_id, reused)
+            if len(present) != len(reused):
+                raise MissingEmbeddingsError(set(reused) - present)
+        paths = [f.path for f in batch.files] + [s.path for s in batch.skips] + batch.remove
+        chunks_deleted = files_deleted = 0
+        if paths:
+            chunks_deleted = await conn.fetchval(
+                """WITH d AS (
+                       DELETE FROM mahavishnu.chunks c USING mahavishnu.source_files f
+                       WHERE f.repo_id = $1 AND f.path = ANY($2::text[]) AND c.file_id = f.id
+                       RETURNING 1)
+                   SELECT count(*) FROM d""",
+                repo_id,
+                paths,
+            )
+            files_deleted = await conn.fetchval(
+                """WITH d AS (
+                       DELETE FROM mahavishnu.source_files WHERE repo_id = $1 AND path = ANY($2::text[])
+                       RETURNING path)
+                   SELECT count(*) FROM d WHERE NOT (path = ANY($3::text[]))""",
+                repo_id,
+                paths,
+                [f.path for f in batch.files],
+            )
+            await conn.execute(
+                "DELETE FROM mahavishnu.skipped_files WHERE repo_id = $1 AND path = ANY($2::text[])",
+                repo_id,
+                paths,
+            )
+        chunks_written = 0
+        if batch.files:
+            rows = await conn.fetch(
+                """INSERT INTO mahavishnu.source_files
+                       (repo_id, path, content_hash, language, size_bytes, line_count, commit,
+                        mtime_ns, ctime_ns, inode, config)
+                   SELECT $1, u.path, u.content_hash, u.language, u.size_bytes, u.line_count, $2,
+                          u.mtime_ns, u.ctime_ns, u.inode, $3
+                   FROM unnest($4::text[], $5::bytea[], $6::text[], $7::bigint[], $8::int[],
+                               $9::bigint[], $10::bigint[], $11::bigint[])
+                        AS u(path, content_hash, language, size_bytes, line_count, mtime_ns, ctime_ns, inode)
+                   RETURNING id, path""",
+                repo_id,
+                commit,
+                config,
+                [f.path for f in batch.files],
+                [f.content_hash for f in batch.files],
+                [f.language for f in batch.files],
+                [f.size for f in batch.files],
+                [f.line_count for f in batch.files],
+                [f.mtime_ns for f in batch.files],
+                [f.ctime_ns for f in batch.files],
+                [f.inode for f in batch.files],
+            )
+            ids = {r["path"]: r["id"] for r in rows}
+            records = [
+                (
+                    ids[f.path],
+                    repo_id,
+                    c.index,
+                    f.path,
+                    f.language,
+                    c.start_line,
+                    c.end_line,
+                    c.content,
+                    c.content_hash,
+                    commit,
+                )
+                for f in batch.files
+                for c in f.chunks
+            ]
+            if records:
+                await conn.copy_records_to_table(
+                    "chunks", schema_name="mahavishnu", columns=list(CHUNK_COLUMNS), records=records
+                )
+            chunks_written = len(records)
+        if batch.skips:
+            await conn.executemany(
+                """INSERT INTO mahavishnu.skipped_files
+                       (repo_id, path, reason, size_bytes, mtime_ns, ctime_ns, inode, config, space_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                [
+                    (repo_id, s.path, s.reason, s.size, s.mtime_ns, s.ctime_ns, s.inode, config, s.space_id)
+                    for s in batch.skips
+                ],
+            )
+        await refresh_stats(conn, repo_id, stat_updates or [])
+    return BatchOutcome(int(chunks_written), int(chunks_deleted or 0), int(files_deleted or 0), inserted)
+
+
+async def refresh_stats(
+    conn: asyncpg.Connection, repo_id: int, rows: list[tuple[str, int | None, int | None, int | None]]
+) -> None:
+    """Record new `lstat` facts of files whose content did not change (touched, copied, checked out)."""
+    if not rows:
+        return
+    await conn.execute(
+        """UPDATE mahavishnu.source_files f SET mtime_ns = u.mtime_ns, ctime_ns = u.ctime_ns, inode = u.inode
+           FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(path, mtime_ns, ctime_ns, inode)
+           WHERE f.repo_id = $1 AND f.path = u.path""",
+        repo_id,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+    )
+
+
+async def set_commit(conn: asyncpg.Connection, repo_id: int, commit: str | None) -> int:
+    """Every file and chunk records the commit of the last ingest, as a clean ingest would write it."""
+    await conn.execute(
+        """UPDATE mahavishnu.source_files SET commit = $2
+           WHERE repo_id = $1 AND commit IS DISTINCT FROM $2""",
+        repo_id,
+        commit,
+    )
+    status = await conn.execute(
+        """UPDATE mahavishnu.chunks SET commit = $2 WHERE repo_id = $1 AND commit IS DISTINCT FROM $2""",
+        repo_id,
+        commit,
+    )
+    return int(status.split()[-1])
+
+
+async def chunks_missing_embeddings(
+    conn: asyncpg.Connection, repo_id: int, space_id: int, limit: int
+) -> list[tuple[bytes, str]]:
+    """Distinct chunk contents of the repository without a vector in the space (after a model change)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (c.content_hash) c.content_hash, c.content
+           FROM mahavishnu.chunks c
+           WHERE c.repo_id = $1
+             AND NOT EXISTS (SELECT 1 FROM mahavishnu.embeddings e
+                             WHERE e.space_id = $2 AND e.content_hash = c.content_hash)
+           ORDER BY c.content_hash
+           LIMIT $3""",
+        repo_id,
+        space_id,
+        limit,
+    )
+    return [(bytes(r["content_hash"]), r["content"]) for r in rows]
+
+
+async def prune_unreferenced_embeddings(conn: asyncpg.Connection, space_id: int) -> int:
+    """Delete the space's vectors that no chunk of any repository references; waits out batch writers."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", PRUNE_LOCK, space_id)
+        status = await conn.execute(
+            """DELETE FROM mahavishnu.embeddings e
+               WHERE e.space_id = $1
+                 AND NOT EXISTS (SELECT 1 FROM mahavishnu.chunks c WHERE c.content_hash = e.content_hash)""",
+            space_id,
+        )
+    return int(status.split()[-1])
+
+
+async def start_run(conn: asyncpg.Connection, repo_id: int, commit: str | None, space_id: int) -> int:
+    # Runs of this repository still `running` died without finishing: we hold the repository's lock now.
+    await conn.execute(
+        """UPDATE mahavishnu.ingest_runs SET status = 'abandoned', finished_at = now(), updated_at = now()
+           WHERE repo_id = $1 AND status = 'running'""",
+        repo_id,
+    )
+    run_id = await conn.fetchval(
+        """INSERT INTO mahavishnu.ingest_runs (repo_id, commit, space_id) VALUES ($1, $2, $3) RETURNING id""",
+        repo_id,
+        commit,
+        space_id,
+    )
+    return int(run_id)
+
+
+async def update_run(conn: asyncpg.Connection, run_id: int, files_total: int, files_done: int) -> None:
+    await conn.execute(
+        """UPDATE mahavishnu.ingest_runs SET files_total = $2, files_done = $3, updated_at = now()
+           WHERE id = $1""",
+        run_id,
+        files_total,
+        files_done,
+    )
+
+
+async def finish_run(
+    conn: asyncpg.Connection, run_id: int, status: str, stats: dict[str, Any] | None, error: str | None = None
+) -> None:
+    await conn.execute(
+        """UPDATE mahavishnu.ingest_runs
+           SET status = $2, stats = $3, error = $4, finished_at = now(), updated_at = now()
+           WHERE id = $1""",
+        run_id,
+        status,
+        stats,
+        error,
+    )
+
+
+async def finish_repository(
+    conn: asyncpg.Connection, repo_id: int, commit: str | None, space_id: int
+) -> None:
+    await conn.execute(
+        """UPDATE mahavishnu.repositories SET head_commit = $2, space_id = $3, last_ingested_at = now()
+           WHERE id = $1""",
+        repo_id,
+        commit,
+        space_id,
+    )

@@ -1,0 +1,344 @@
+"""A small HTTP server speaking Ollama's embedding API, for tests, benchmarks and offline demos.
+
+It answers `POST /api/embed` (and the older `/api/embeddings`), `GET /api/version`, `GET /api/tags` and
+`POST /api/show` like Ollama does, with deterministic, L2-normalized vectors: word-hash vectors (texts sharing
+words are neighbours), or in `zero_cost` mode one of a few precomputed vectors picked by a hash of the text
+(no compute at all, for measuring the client side). Faults can be switched on while it runs: transient 5xx,
+a fixed 4xx, refusing inputs that contain a marker, wrong dimensions, too few vectors, non-finite values,
+hanging, and a fixed delay per text (a slow model; requests are served `parallel` at a time, as a GPU would).
+
+In a test:   `with OllamaStub(dimensions=8) as stub: ... stub.url ... stub.config.fail_next = 2`
+From a shell: `python -m mahavishnu_assets.testing.ollama_stub --port 11434 [--zero-cost] [--delay-per-text S]`
+A running server is reconfigured with `POST /_stub/config` (JSON of StubConfig fields) and reports its
+counters at `GET /_stub/stats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import threading
+import time
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_MODEL = "nomic-embed-text"
+
+
+@dataclass
+class StubConfig:
+    dimensions: int = 768
+    models: list[str] | None = None  # None: any model name is served
+    zero_cost: bool = False
+    delay_per_text: float = 0.0  # seconds of simulated compute per input text
+    parallel: int = 1  # requests computed at once (the delay is serialized beyond this)
+    fail_next: int = 0  # the next N embed requests fail with `fail_status`
+    fail_status: int = 503
+    error_status: int | None = None  # every embed request fails with this status (e.g. 400, 404)
+    reject_containing: str | None = None  # a request holding an input with this marker gets HTTP 400
+    wrong_dimensions: int | None = None  # vectors of this size instead
+    too_few: bool = False  # one vector fewer than inputs
+    non_finite: bool = False  # NaN in the first vector
+    hang_seconds: float = 0.0  # wait this long before answering each embed request
+
+
+@dataclass
+class StubStats:
+    requests: int = 0
+    embed_requests: int = 0
+    texts: int = 0
+    failures: int = 0
+    busy_seconds: float = 0.0  # time spent in the simulated per-text delay
+    text_counts: Counter[str] = field(default_factory=Counter)  # sha256 of each text -> times embedded
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["text_counts"] = dict(self.text_counts)
+        out["distinct_texts"] = len(self.text_counts)
+        return out
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class _Vectors:
+    """Vector making, cached per dimension count."""
+
+    def __init__(self, dimensions: int) -> None:
+        from mahavishnu_assets.ingest.hashing import HashingVectorizer
+
+        self.dimensions = dimensions
+        self.hashing = HashingVectorizer(dimensions)
+        self._precomputed: list[str] | None = None
+
+    def json_vector(self, text: str) -> str:
+        return "[" + ",".join(f"{x:.7f}" for x in self.hashing.vector(text).tolist()) + "]"
+
+    def cheap_json_vector(self, text: str) -> str:
+        if self._precomputed is None:
+            self._precomputed = [self.json_vector(f"stub cluster {i} centre") for i in range(64)]
+        return self._precomputed[zlib.crc32(text.encode("utf-8", "surrogatepass")) % 64]
+
+
+class OllamaStub:
+    """The server; runs in a daemon thread (`start`/`stop`, or as a context manager)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **config: Any) -> None:
+        self.config = StubConfig(**config)
+        self.stats = StubStats()
+        self._lock = threading.Lock()
+        self._vectors: dict[int, _Vectors] = {}
+        self._compute = threading.Semaphore(max(1, self.config.parallel))
+        self._closing = threading.Event()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> OllamaStub:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="ollama-stub", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._closing.set()  # wakes hanging handlers
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> OllamaStub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.stats = StubStats()
+
+    def configure(self, **changes: Any) -> None:
+        known = {f.name for f in fields(StubConfig)}
+        for key, value in changes.items():
+            if key not in known:
+                raise ValueError(f"unknown stub setting {key!r}")
+            setattr(self.config, key, value)
+        if "parallel" in changes:
+            self._compute = threading.Semaphore(max(1, self.config.parallel))
+
+    def times_embedded(self, text: str) -> int:
+        return self.stats.text_counts.get(text_key(text), 0)
+
+    # -- behaviour ----------------------------------------------------------------------------------------
+    def _vectors_for(self, dimensions: int) -> _Vectors:
+        vectors = self._vectors.get(dimensions)
+        if vectors is None:
+            vectors = self._vectors[dimensions] = _Vectors(dimensions)
+        return vectors
+
+    def _model_ok(self, model: str) -> bool:
+        if self.config.models is None:
+            return True
+        wanted = model if ":" in model else f"{model}:latest"
+        return any((m if ":" in m else f"{m}:latest") == wanted for m in self.config.models)
+
+    def embed(self, body: dict[str, Any]) -> tuple[int, str]:
+        """Status and JSON body for an /api/embed request."""
+        cfg = self.config
+        model = str(body.get("model") or "")
+        raw = body.get("input", "")
+        texts = [raw] if isinstance(raw, str) else list(raw or [])
+        with self._lock:
+            self.stats.embed_requests += 1
+            failing = cfg.fail_next > 0
+            if failing:
+                cfg.fail_next -= 1
+        if cfg.hang_seconds:
+            self._closing.wait(cfg.hang_seconds)
+        if failing:
+            return self._fail(cfg.fail_status, "server busy, please try again")
+        if cfg.error_status is not None:
+            return self._fail(cfg.error_status, "the stub was told to fail")
+        if not self._model_ok(model):
+            return self._fail(404, f'model "{model}" not found, try pulling it first')
+        if not all(isinstance(t, str) for t in texts):
+            return self._fail(400, "input must be a string or a list of strings")
+        if cfg.reject_containing and any(cfg.reject_containing in t for t in texts):
+            return self._fail(400, "the input could not be processed")
+        if cfg.delay_per_text and texts:
+            with self._compute:
+                started = time.perf_counter()
+                self._closing.wait(cfg.delay_per_text * len(texts))
+                busy = time.perf_counter() - started
+            with self._lock:
+                self.stats.busy_seconds += busy
+        dims = cfg.wrong_dimensions or cfg.dimensions
+        vectors = self._vectors_for(dims)
+        make = vectors.cheap_json_vector if cfg.zero_cost else vectors.json_vector
+        encoded = [make(t) for t in texts]
+        if cfg.too_few and encoded:
+            encoded = encoded[:-1]
+        if cfg.non_finite and encoded:
+            encoded[0] = "[" + ",".join(["NaN"] * dims) + "]"
+        with self._lock:
+            self.stats.texts += len(texts)
+            for t in texts:
+                self.stats.text_counts[text_key(t)] += 1
+        payload = (
+            '{"model":' + json.dumps(model) + ',"embeddings":[' + ",".join(encoded) + "]"
+            ',"total_duration":1000,"load_duration":0,"prompt_eval_count":' + str(len(texts)) + "}"
+        )
+        return 200, payload
+
+    def _fail(self, status: int, message: str) -> tuple[int, str]:
+        with self._lock:
+            self.stats.failures += 1
+        return status, json.dumps({"error": message})
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "ollama-stub"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+            def _send(self, status: int, payload: str) -> None:
+                data = payload.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _body(self) -> dict[str, Any] | None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    return None
+                return body if isinstance(body, dict) else None
+
+            def do_GET(self) -> None:
+                with stub._lock:
+                    stub.stats.requests += 1
+                if self.path == "/api/version":
+                    self._send(200, '{"version":"0.0.0-stub"}')
+                elif self.path == "/api/tags":
+                    names = stub.config.models or [DEFAULT_MODEL]
+                    models = [
+                        {"name": n if ":" in n else f"{n}:latest", "model": n, "size": 0} for n in names
+                    ]
+                    self._send(200, json.dumps({"models": models}))
+                elif self.path == "/_stub/stats":
+                    with stub._lock:
+                        self._send(200, json.dumps(stub.stats.to_dict()))
+                elif self.path == "/_stub/config":
+                    self._send(200, json.dumps(asdict(stub.config)))
+                elif self.path == "/":
+                    self._send(200, '"Ollama is running"')
+                else:
+                    self._send(404, '{"error":"not found"}')
+
+            def do_HEAD(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                with stub._lock:
+                    stub.stats.requests += 1
+                body = self._body()
+                if body is None:
+                    self._send(400, '{"error":"invalid JSON body"}')
+                    return
+                if self.path == "/api/embed":
+                    self._send(*stub.embed(body))
+                elif self.path == "/api/embeddings":
+                    status, payload = stub.embed(
+                        {"model": body.get("model"), "input": [body.get("prompt", "")]}
+                    )
+                    if status == 200:
+                        vector = json.loads(payload)["embeddings"][0]
+                        payload = json.dumps({"embedding": vector})
+                    self._send(status, payload)
+                elif self.path == "/api/show":
+                    model = str(body.get("model") or body.get("name") or "")
+                    if not stub._model_ok(model):
+                        self._send(404, json.dumps({"error": f'model "{model}" not found'}))
+                        return
+                    info = {
+                        "general.architecture": "nomic-bert",
+                        "nomic-bert.context_length": 2048,
+                        "nomic-bert.embedding_length": stub.config.dimensions,
+                    }
+                    self._send(200, json.dumps({"model_info": info, "details": {"family": "nomic-bert"}}))
+                elif self.path == "/_stub/config":
+                    try:
+                        stub.configure(**body)
+                    except (ValueError, TypeError) as exc:
+                        self._send(400, json.dumps({"error": str(exc)}))
+                        return
+                    self._send(200, json.dumps(asdict(stub.config)))
+                elif self.path == "/_stub/reset":
+                    stub.reset()
+                    self._send(200, "{}")
+                else:
+                    self._send(404, '{"error":"not found"}')
+
+        return Handler
+
+
+def finite(vector: list[float]) -> bool:
+    return all(math.isfinite(x) for x in vector)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--dimensions", type=int, default=768)
+    parser.add_argument("--model", action="append", help="serve only these models (default: any name)")
+    parser.add_argument("--zero-cost", action="store_true", help="precomputed vectors: no compute at all")
+    parser.add_argument("--delay-per-text", type=float, default=0.0, help="simulated seconds per input")
+    parser.add_argument("--parallel", type=int, default=1)
+    args = parser.parse_args(argv)
+    stub = OllamaStub(
+        args.host,
+        args.port,
+        dimensions=args.dimensions,
+        models=args.model,
+        zero_cost=args.zero_cost,
+        delay_per_text=args.delay_per_text,
+        parallel=args.parallel,
+    )
+    print(f"ollama stub listening on {stub.url}", flush=True)
+    try:
+        stub._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stub._server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""The ingest pipeline on real PostgreSQL with a real HTTP embedding server: incremental behaviour."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mahavishnu_assets.database.pool import Database
+from mahavishnu_assets.database.target import ConnectTarget
+from mahavishnu_assets.ingest.chunk import split_lines
+from mahavishnu_assets.ingest.pipeline import ingest_repository
+from mahavishnu_assets.testing.ollama_stub import OllamaStub
+from tests.ingest_helpers import (
+    DIMENSIONS,
+    commit_all,
+    fingerprint,
+    git,
+    ingest_settings,
+    make_repo,
+    python_module,
+    stub,  # noqa: F401 - a fixture
+    write_files,
+)
+
+
+def base_files() -> dict[str, str | bytes]:
+    return {
+        "src/alpha.py": python_module("alpha"),
+        "src/beta.py": python_module("beta"),
+        "src/gamma.py": python_module("gamma", 6),
+        "web/app.ts": "export function greet(name: string): string {\n  return `hi ${name}`;\n}\n",
+        "README.md": "# Title\n\nSome words about the project.\n\n## Usage\n\nRun it.\n",
+        "notes.txt": "Plain notes. Two sentences here.\n\nAnother paragraph.\n",
+    }
+
+
+async def test_first_ingest_writes_files_chunks_and_embeddings(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    repo = make_repo(tmp_path / "repo", base_files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    result = await ingest_repository(db, settings, repo, name="demo")
+
+    assert result.repo == "demo"
+    assert result.commit == git(repo, "rev-parse", "HEAD")
+    assert result.files_seen == 6
+    assert result.files_changed == 6
+    assert result.files_skipped == 0
+    assert result.chunks_written > 6
+    assert result.embedding_space == f"ollama:nomic-embed-text/{DIMENSIONS}"
+    async with db.connection() as conn:
+        rows = await conn.fetch("SELECT path, start_line, end_line, content, commit FROM mahavishnu.chunks")
+        distinct = await conn.fetchval("SELECT count(DISTINCT content_hash) FROM mahavishnu.chunks")
+        missing = await conn.fetchval(
+            """SELECT count(*) FROM mahavishnu.chunks c WHERE NOT EXISTS (
+                   SELECT 1 FROM mahavishnu.embeddings e WHERE e.content_hash = c.content_hash
+                   AND e.space_id = (SELECT id FROM mahavishnu.embedding_spaces WHERE provider = 'ollama'))"""
+        )
+        root = await conn.fetchval("SELECT root_path FROM mahavishnu.repositories WHERE name = 'demo'")
+    assert root == str(repo.resolve())
+    assert missing == 0
+    assert result.embeddings_computed == distinct
+    assert len(rows) == result.chunks_written
+    for row in rows:
+        lines = split_lines((repo / row["path"]).read_text())
+        assert "\n".join(lines[row["start_line"] - 1 : row["end_line"]]) == row["content"]
+        assert row["commit"] == result.commit
+    # Every distinct content was sent once (the probe aside).
+    assert stub.stats.texts == distinct + 1
+
+
+async def test_unchanged_reingest_reads_and_embeds_nothing(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    repo = make_repo(tmp_path / "repo", base_files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await ingest_repository(db, settings, repo)
+    async with db.connection() as conn:
+        before = await fingerprint(conn)
+    requests = stub.stats.embed_requests
+
+    again = await ingest_repository(db, settings, repo)
+    assert again.files_changed == again.files_deleted == again.chunks_written == again.chunks_deleted == 0
+    assert again.embeddings_computed == 0
+    assert again.files_read == 0
+    assert again.files_unchanged == 6
+    assert stub.stats.embed_requests == requests  # not even a probe: the space's size is known
+    async with db.connection() as conn:
+        assert await fingerprint(conn) == before
+
+
+async def test_edit_delete_rename_add(db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub) -> None:
+    repo = make_repo(tmp_path / "repo", base_files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await ingest_repository(db, settings, repo, name="r")
+
+    gamma = (repo / "src/gamma.py").read_text()
+    edited = gamma.replace("step 5 of gamma", "step five of gamma, edited")
+    write_files(repo, {"src/gamma.py": edited, "src/delta.py": python_module("delta")}, settle=True)
+    os.utime(repo / "src/gamma.py", (1_600_000_100, 1_600_000_100))
+    (repo / "src/alpha.py").unlink()
+    git(repo, "mv", "src/beta.py", "lib_beta.py")
+    commit = commit_all(repo, "edit")
+    stub.reset()
+
+    result = await ingest_repository(db, settings, repo, name="r")
+    assert result.commit == commit
+    assert result.files_added == 2  # delta, and beta under its new name
+    assert result.files_modified == 1
+    assert result.files_deleted == 2  # alpha, and beta's old path
+    assert result.files_changed == 3
+    # Only the edited function and delta's new contents were embedded; beta's chunks came from the cache.
+    async with db.connection() as conn:
+        paths = {r["path"] for r in await conn.fetch("SELECT DISTINCT path FROM mahavishnu.chunks")}
+        beta = await conn.fetch("SELECT content FROM mahavishnu.chunks WHERE path = 'lib_beta.py'")
+        commits = {r["commit"] for r in await conn.fetch("SELECT DISTINCT commit FROM mahavishnu.chunks")}
+    assert "src/alpha.py" not in paths and "src/beta.py" not in paths
+    assert {"lib_beta.py", "src/delta.py", "src/gamma.py"} <= paths
+    assert commits == {commit}
+    for row in beta:
+        assert stub.times_embedded(row["content"]) == 0
+    assert stub.times_embedded(python_module("delta").split("\n\n\n")[0]) <= 1
+    delta_chunks = result.embeddings_computed
+    assert 1 <= delta_chunks <= 6
+    assert result.embeddings_reused >= len(beta)
+
+    # The database equals a clean ingest of the same tree into an empty database.
+    async with db.connection() as conn:
+        incremental = await fingerprint(conn)
+        await conn.execute("TRUNCATE mahavishnu.repositories, mahavishnu.embeddings CASCADE")
+    await ingest_repository(db, settings, repo, name="r")
+    async with db.connection() as conn:
+        assert await fingerprint(conn) == incremental
+
+
+async def test_same_content_in_two_repositories_is_embedded_once(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    files = base_files()
+    one = make_repo(tmp_path / "one", files)
+    two = make_repo(tmp_path / "two", files, use_git=False)
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    first = await ingest_repository(db, settings, one)
+    second = await ingest_repository(db, settings, two)
+    assert first.embeddings_computed > 0
+    assert second.embeddings_computed == 0
+    assert second.embeddings_reused == first.embeddings_computed
+    assert second.commit is None  # a plain folder has no commit
