@@ -1,0 +1,55 @@
+"""`mahavishnu ingest PATH [--name NAME]`: incremental ingest of one repository (registers it)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mahavishnu_assets.cli.output import subcommand
+
+
+async def ingest(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here: `mahavishnu --help` and the other commands never pay for the ingest machinery.
+    from mahavishnu_assets.cli.context import opened
+    from mahavishnu_assets.ingest.pipeline import ingest_repository
+    from mahavishnu_assets.ingest.progress import ProgressBar, Throttled
+
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.no_progress else None
+    async with opened() as (settings, db):
+        try:
+            result = await ingest_repository(
+                db,
+                settings,
+                args.path,
+                name=args.name,
+                progress=Throttled(bar, interval=0.2) if bar else None,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    return result.to_dict()
+
+
+def render(result: dict[str, Any]) -> str:
+    skipped = ", ".join(f"{k} {v}" for k, v in result["skipped"].items()) or "none"
+    lines = [f"warning: {w}" for w in result.get("warnings", [])]
+    lines += [
+        f"{result['repo']} @ {(result['commit'] or 'no commit')[:12]} ({result['root_path']})",
+        f"files: {result['files_seen']} seen, {result['files_changed']} changed, "
+        f"{result['files_deleted']} deleted, {result['files_skipped']} skipped ({skipped})",
+        f"chunks: {result['chunks_written']} written, {result['chunks_deleted']} deleted",
+        f"embeddings: {result['embeddings_computed']} computed, {result['embeddings_reused']} reused "
+        f"({result['embedding_space']})",
+        f"took {result['seconds']:.2f}s",
+    ]
+    return "\n".join(lines)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subcommand(
+        sub, "ingest", ingest, "incremental ingest of one repository (registers it)", render=render
+    )
+    parser.add_argument("path", help="the repository's folder (a git work tree or a plain folder)")
+    parser.add_argument("--name", help="the repository's name (default: the folder's name)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
