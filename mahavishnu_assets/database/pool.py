@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -60,6 +60,15 @@ class PoolStats:
     failures: int
     healthy: bool
     last_health_check_age_seconds: float | None
+    # Added for pool monitoring (memory.monitoring): how long waiting acquires waited, how busy the pool is.
+    wait_p95_ms: float = 0.0
+    wait_max_ms: float = 0.0
+    utilisation: float = 0.0
+    avg_utilisation: float = 0.0
+    busy_seconds: float = 0.0
+    open_seconds: float = 0.0
+    reconnects: int = 0
+    resizes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +91,19 @@ class _Counters:
     peak_in_use: int = 0
     failures: int = 0
     acquire_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    wait_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    # Integral of connections in use over time, for time-weighted utilisation.
+    busy_seconds: float = 0.0
+    last_change: float = field(default_factory=time.monotonic)
+    opened_at: float = field(default_factory=time.monotonic)
+    reconnects: int = 0
+    resizes: int = 0
+
+    def set_in_use(self, value: int) -> None:
+        now = time.monotonic()
+        self.busy_seconds += self.in_use * (now - self.last_change)
+        self.last_change = now
+        self.in_use = value
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -150,12 +172,19 @@ class Database:
         self._healthy = False
         self._last_check: float | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> Database:
-        cfg = self.config
+        self._pool = await self._create_pool(self.config)
+        self._healthy = True
+        self._last_check = time.monotonic()
+        self._counters.opened_at = self._counters.last_change = time.monotonic()
+        return self
+
+    async def _create_pool(self, cfg: PoolConfig) -> asyncpg.Pool:
         try:
-            self._pool = await asyncpg.create_pool(
+            return await asyncpg.create_pool(
                 **self.target.connect_kwargs(),
                 min_size=cfg.min_size,
                 max_size=cfg.max_size,
@@ -166,12 +195,38 @@ class Database:
             )
         except Exception as exc:
             raise connection_error(self.target, exc) from None
-        self._healthy = True
-        self._last_check = time.monotonic()
-        return self
+
+    async def adjust_pool_size(self, *, min_size: int | None = None, max_size: int | None = None) -> PoolConfig:
+        """Resize the open pool: new acquires use a new pool, the old one closes once its connections return."""
+        min_size = self.config.min_size if min_size is None else min_size
+        max_size = self.config.max_size if max_size is None else max_size
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ValueError(f"Need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}")
+        if (min_size, max_size) == (self.config.min_size, self.config.max_size):
+            return self.config
+        config = replace(self.config, min_size=min_size, max_size=max_size)
+        new_pool = await self._create_pool(config)
+        old, self._pool, self.config = self._pool, new_pool, config
+        self._counters.resizes += 1
+        if old is not None:
+            # Connections still checked out return to the old pool (connection() keeps a reference to it).
+            task = asyncio.get_running_loop().create_task(self._retire(old))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+        return config
+
+    async def _retire(self, pool: asyncpg.Pool) -> None:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=max(self.config.command_timeout, 10))
+        except (TimeoutError, asyncio.CancelledError):
+            pool.terminate()
 
     async def close(self) -> None:
         await self.stop_health_loop()
+        for task in list(self._retired):
+            task.cancel()
+        if self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -223,9 +278,23 @@ class Database:
             raise connection_error(self.target, exc) from None
         finally:
             c.waiting_now -= 1
+        if conn.is_closed():
+            # The server went away while the connection sat idle (restart, pg_terminate_backend): the pool
+            # reconnects on the next acquire, so trade this one in rather than fail the caller.
+            c.reconnects += 1
+            await pool.release(conn)
+            try:
+                conn = await pool.acquire(timeout=timeout or self.config.acquire_timeout)
+            except Exception as exc:
+                c.failures += 1
+                self._healthy = False
+                raise connection_error(self.target, exc) from None
+        elapsed_ms = (time.perf_counter() - started) * 1000
         c.acquires += 1
-        c.acquire_ms.append((time.perf_counter() - started) * 1000)
-        c.in_use += 1
+        c.acquire_ms.append(elapsed_ms)
+        if waited:
+            c.wait_ms.append(elapsed_ms)
+        c.set_in_use(c.in_use + 1)
         c.peak_in_use = max(c.peak_in_use, c.in_use)
         try:
             yield conn
@@ -233,7 +302,7 @@ class Database:
             self._healthy = False
             raise
         finally:
-            c.in_use -= 1
+            c.set_in_use(c.in_use - 1)
             await pool.release(conn)
 
     @asynccontextmanager
@@ -286,6 +355,10 @@ class Database:
         size = pool.get_size() if pool else 0
         idle = pool.get_idle_size() if pool else 0
         samples = list(c.acquire_ms)
+        waits = list(c.wait_ms)
+        now = time.monotonic()
+        busy = c.busy_seconds + c.in_use * (now - c.last_change)
+        open_seconds = max(now - c.opened_at, 1e-9)
         return PoolStats(
             size=size,
             idle=idle,
@@ -303,4 +376,12 @@ class Database:
             last_health_check_age_seconds=None
             if self._last_check is None
             else round(time.monotonic() - self._last_check, 3),
+            wait_p95_ms=round(_percentile(waits, 0.95), 3),
+            wait_max_ms=round(max(waits, default=0.0), 3),
+            utilisation=round(c.in_use / self.config.max_size, 4),
+            avg_utilisation=round(busy / (open_seconds * self.config.max_size), 4),
+            busy_seconds=round(busy, 3),
+            open_seconds=round(open_seconds, 3),
+            reconnects=c.reconnects,
+            resizes=c.resizes,
         )
