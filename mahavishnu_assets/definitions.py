@@ -6,10 +6,10 @@ from types import ModuleType
 
 from dagster import Definitions
 
-from mahavishnu_assets.defs import schema
+from mahavishnu_assets.defs import memory, schema
 from mahavishnu_assets.defs.resources import PostgresResource
 
-DOMAINS: list[ModuleType] = [schema]
+DOMAINS: list[ModuleType] = [schema, memory]
 
 
 def _gather(name: str) -> list:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from mahavishnu_assets.database.pool import Database
+from mahavishnu_assets.memory.monitoring import terminate_idle_connections
 from mahavishnu_assets.memory.snapshots import SnapshotManager, ident
 from mahavishnu_assets.memory.store import MemoryStore
 from mahavishnu_assets.settings import Settings
@@ -138,15 +139,21 @@ async def run_maintenance(
     *,
     vacuum: bool = True,
     rebuild_indexes: bool = True,
+    terminate_idle: bool = True,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Clean up, apply retention, vacuum and rebuild; returns counts of everything removed or rebuilt."""
+    """Clean up, apply retention, vacuum and rebuild; returns counts of everything removed or rebuilt.
+
+    `terminate_idle` also ends this application's connections idle longer than memory.idle_connection_seconds
+    (leaked by crashed processes); pools reconnect on demand.
+    """
     started = time.perf_counter()
     store = MemoryStore(db, settings)
     cache_removed = await store.cache_cleanup_expired(now=now)
     sessions_removed = await store.session_cleanup_inactive(now=now)
     snapshots_removed = await SnapshotManager(db, settings).cleanup(now=now)
     metrics_removed = await prune_metrics(db, settings, now=now)
+    idle = await terminate_idle_connections(db, settings=settings) if terminate_idle else {"terminated": 0}
     async with db.connection() as conn:
         # Statistics reach pg_stat_user_tables asynchronously; make this session's deletes count now.
         await conn.execute("SELECT pg_stat_force_next_flush()")
@@ -160,6 +167,7 @@ async def run_maintenance(
         "snapshots_removed": len(snapshots_removed),
         "snapshot_ids_removed": [s["id"] for s in snapshots_removed],
         "metrics_removed": metrics_removed,
+        "idle_connections_terminated": idle["terminated"],
         "tables_vacuumed": len(vacuumed),
         "vacuum": vacuumed,
         "dead_tuples_before": sum(t["dead_tuples"] for t in before),
