@@ -64,7 +64,8 @@ class Embedder(Protocol):
 
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
 
-    async def embed_partial(self, texts: list[str]) -> list[list[float] | None]: ...
+    # float32 numpy vectors in input order, None for an input the server refuses even alone.
+    async def embed_partial(self, texts: list[str]) -> list[Any]: ...
 
     async def aclose(self) -> None: ...
 
@@ -89,8 +90,8 @@ class EmbedStats:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
-def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> list[list[float]]:
-    """Count, size and finiteness of returned vectors; any mismatch rejects the whole batch."""
+def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> Any:
+    """Count, size and finiteness of returned vectors as one float32 matrix; a mismatch rejects the batch."""
     import numpy as np
 
     if not isinstance(vectors, list | tuple) or len(vectors) != count:
@@ -106,14 +107,15 @@ def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> list
                 "nothing of this batch was written",
             )
     try:
-        finite = bool(np.isfinite(np.asarray(vectors, dtype=np.float64)).all())
-    except (TypeError, ValueError):
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(count, dimensions)
+        finite = bool(np.isfinite(matrix).all())
+    except (TypeError, ValueError, OverflowError):
         finite = False
     if not finite:
         raise EmbeddingMismatchError(
             f"{what} returned vectors with non-numeric or non-finite values; nothing of this batch was written",
         )
-    return [list(v) for v in vectors]
+    return matrix
 
 
 class LocalEmbedder:
@@ -130,18 +132,18 @@ class LocalEmbedder:
     async def probe(self) -> SpaceKey:
         return self.key
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        out: list[list[float]] = []
+    async def embed_partial(self, texts: list[str]) -> list[Any]:
+        out: list[Any] = []
         for start in range(0, len(texts), 256):
-            out.extend(self._vectorizer.vectors(texts[start : start + 256]))
+            out.extend(self._vectorizer.vector(t) for t in texts[start : start + 256])
             # Hashing is CPU work: let database tasks of the same loop run between slices.
             await asyncio.sleep(0)
         self.stats.requests += 1
         self.stats.texts += len(texts)
         return out
 
-    async def embed_partial(self, texts: list[str]) -> list[list[float] | None]:
-        return list(await self.embed(texts))
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return [v.tolist() for v in await self.embed_partial(texts)]
 
     async def aclose(self) -> None:
         return None
@@ -264,9 +266,7 @@ class OllamaEmbedder:
             f"{str(exc.error)[:200]}",
         )
 
-    async def _embed_batch(
-        self, texts: list[str], offset: int, rejected: list[int]
-    ) -> list[list[float] | None]:
+    async def _embed_batch(self, texts: list[str], offset: int, rejected: list[int]) -> list[Any]:
         """Embed one batch; on an input-shaped 4xx split it to isolate the inputs the server refuses."""
         import ollama
 
@@ -328,8 +328,8 @@ class OllamaEmbedder:
             logger.info("Embedding space %s", self.key.describe())
             return self.key
 
-    async def embed_partial(self, texts: list[str]) -> list[list[float] | None]:
-        """Vectors in input order; None for an input the server refuses even alone."""
+    async def embed_partial(self, texts: list[str]) -> list[Any]:
+        """float32 vectors in input order; None for an input the server refuses even alone."""
         if not texts:
             return []
         if not self.key.dimensions:
@@ -350,7 +350,7 @@ class OllamaEmbedder:
         bad = [i for i, v in enumerate(vectors) if v is None]
         if bad:
             raise EmbeddingRejectedError(f"Ollama refused {len(bad)} of {len(texts)} inputs", indexes=bad)
-        return [v for v in vectors if v is not None]
+        return [v.tolist() for v in vectors]
 
 
 def ollama_options(settings: Settings) -> OllamaOptions:

@@ -21,10 +21,8 @@ import hashlib
 import json
 import logging
 import re
-import threading
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,24 +34,21 @@ from mahavishnu_assets.ingest.discover import (
     EMBEDDING_REJECTED,
     UNREADABLE,
     Candidate,
-    FileContent,
     FileStat,
     compile_patterns,
     discover,
-    inspect_file,
     resolve_root,
 )
 from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder
 from mahavishnu_assets.ingest.progress import Progress, ProgressCallback
+from mahavishnu_assets.ingest.reader import Outcome, ReadOptions, make_executor, read_slice
 from mahavishnu_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
-# Files modified this close to being read may change again within the file system's timestamp granularity
-# without their stat changing ("racy clean", as git calls it): their stat is not trusted next time.
-RACY_NANOSECONDS = 2_000_000_000
 FIRST_BATCH_FILES = 8  # a small first batch starts the embedding server early
+SLICE_FILES = 24  # files per task handed to a reader worker
 
 
 @dataclass
@@ -134,12 +129,6 @@ def _same_stat(known: store.KnownFile | store.KnownSkip, stat: FileStat) -> bool
     )
 
 
-def _stored_stat(stat: FileStat, read_at_ns: int) -> tuple[int | None, int | None, int | None]:
-    if stat.mtime_ns >= read_at_ns - RACY_NANOSECONDS:
-        return None, None, None
-    return stat.mtime_ns, stat.ctime_ns, stat.inode
-
-
 @dataclass
 class _Batch:
     """What the reader produced for a slice of the files to read."""
@@ -164,10 +153,6 @@ class _Batch:
         return sum(len(f.chunks) for f in self.files)
 
 
-class _Stop(Exception):
-    """The run is ending early; the reader thread stops."""
-
-
 class Ingest:
     """One ingest run of one repository. Use `ingest_repository()`."""
 
@@ -187,7 +172,6 @@ class Ingest:
         self._config = ingest_config(settings)
         self._inflight: dict[bytes, asyncio.Future[Any]] = {}
         self._written: set[bytes] = set()
-        self._stop = threading.Event()
 
     def _tick(self, phase: str | None = None) -> None:
         if phase:
@@ -216,82 +200,41 @@ class Ingest:
                 key = await self.embedder.probe()
         return key, await ensure_space(conn, key)
 
-    # -- reader (a thread) ---------------------------------------------------------------------------------
-    def _read(
-        self,
-        to_read: list[Candidate],
-        known: dict[str, store.KnownFile],
-        space_id: int,
-        emit: Any,
-    ) -> None:
-        from mahavishnu_assets.ingest.chunk import ChunkOptions, chunk_text, detect_language, split_lines
+    # -- reader -----------------------------------------------------------------------------------------------
+    def _read_options(self) -> ReadOptions:
+        from mahavishnu_assets.ingest.chunk import ChunkOptions
 
         ing = self.settings.ingest
-        options = ChunkOptions(ing.chunk_lines, ing.chunk_lines_overlap, ing.max_chunk_chars)
-        plugins = tuple(ing.secret_plugins) if ing.secret_plugins else None
-        batch = _Batch()
-        limit_files = FIRST_BATCH_FILES
-        for candidate in to_read:
-            if self._stop.is_set():
-                raise _Stop
-            read_at = time.time_ns()
-            result = inspect_file(
-                candidate,
-                max_file_bytes=ing.max_file_bytes,
-                max_line_chars=ing.max_line_chars,
-                detect_secrets=ing.detect_secrets,
-                secret_plugins=plugins,
-            )
-            batch.files_read += 1
-            mtime, ctime, inode = _stored_stat(candidate.stat, read_at)
-            previous = known.get(candidate.path)
-            if isinstance(result, str):
-                batch.skip_reasons[result] += 1
-                if result == UNREADABLE:
-                    batch.remove.append(candidate.path)  # not remembered: tried again next run
-                else:
-                    batch.skips.append(
-                        store.NewSkip(candidate.path, result, candidate.stat.size, mtime, ctime, inode)
-                    )
+        return ReadOptions(
+            max_file_bytes=ing.max_file_bytes,
+            max_line_chars=ing.max_line_chars,
+            detect_secrets=ing.detect_secrets,
+            secret_plugins=tuple(ing.secret_plugins) if ing.secret_plugins else None,
+            chunk=ChunkOptions(ing.chunk_lines, ing.chunk_lines_overlap, ing.max_chunk_chars),
+        )
+
+    def _add(self, batch: _Batch, outcome: Outcome, known: dict[str, store.KnownFile]) -> None:
+        batch.files_read += 1
+        mtime, ctime, inode = outcome.stat
+        if outcome.kind == "skip":
+            assert outcome.reason is not None
+            batch.skip_reasons[outcome.reason] += 1
+            if outcome.reason == UNREADABLE:
+                batch.remove.append(outcome.path)  # not remembered: tried again next run
             else:
-                assert isinstance(result, FileContent)
-                if (
-                    previous is not None
-                    and previous.content_hash == result.content_hash
-                    and (previous.config == self._config)
-                ):
-                    batch.unchanged += 1
-                    batch.stat_updates.append((candidate.path, mtime, ctime, inode))
-                else:
-                    language = detect_language(candidate.path, result.text)
-                    chunks = chunk_text(result.text, language, options)
-                    batch.files.append(
-                        store.NewFile(
-                            candidate.path,
-                            result.content_hash,
-                            language,
-                            result.size,
-                            len(split_lines(result.text)),
-                            mtime,
-                            ctime,
-                            inode,
-                            chunks,
-                        )
-                    )
-                    if previous is None:
-                        batch.added += 1
-                    else:
-                        batch.modified += 1
-            if (
-                len(batch.files) >= limit_files
-                or batch.chunk_count >= ing.batch_max_chunks
-                or (batch.files_read >= 4 * ing.file_batch_size)
-            ):
-                emit(batch)
-                batch = _Batch()
-                limit_files = ing.file_batch_size
-        if batch.files_read:
-            emit(batch)
+                batch.skips.append(
+                    store.NewSkip(outcome.path, outcome.reason, outcome.size, mtime, ctime, inode)
+                )
+        elif outcome.kind == "same":
+            batch.unchanged += 1
+            batch.stat_updates.append((outcome.path, mtime, ctime, inode))
+        else:
+            assert outcome.file is not None
+            batch.files.append(outcome.file)
+            if outcome.path in known:
+                batch.modified += 1
+            else:
+                batch.added += 1
 
     # -- embedding ----------------------------------------------------------------------------------------
     async def _embed_texts(self, texts: list[str]) -> list[Any]:
@@ -329,7 +272,7 @@ class Ingest:
                 for h in mine:
                     future = self._inflight.pop(h)
                     if not future.done():
-                        future.set_exception(exc if isinstance(exc, Exception) else _Stop())
+                        future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
                         future.exception()  # marked retrieved: the batch's own error is what gets reported
                 raise
             for h, vector in zip(mine, vectors, strict=True):
@@ -456,7 +399,7 @@ class Ingest:
 
         async with self.db.connection() as conn:
             async with conn.transaction():
-                repo_id, old_head, _old_space = await store.register_repository(
+                repo_id, old_head, old_space = await store.register_repository(
                     conn, repo_name, str(root), move=name is not None
                 )
             await self._lock(conn, repo_name)
@@ -472,7 +415,10 @@ class Ingest:
                 run_id = await store.start_run(conn, repo_id, found.commit, space_id)
                 result.run_id = run_id
                 try:
-                    await self._body(conn, result, found, skipped, repo_id, key, space_id)
+                    # Batches write chunks with their vectors atomically: after a successful run in this
+                    # space no stored chunk lacks one, so the backfill scan is only needed otherwise.
+                    complete = bool(previous_ok) and old_space == space_id
+                    await self._body(conn, result, found, skipped, repo_id, key, space_id, complete)
                     phase = time.perf_counter()
                     async with conn.transaction():
                         if old_head != found.commit or not previous_ok:
@@ -524,6 +470,7 @@ class Ingest:
         repo_id: int,
         key: SpaceKey,
         space_id: int,
+        complete: bool,
     ) -> None:
         phase = time.perf_counter()
         known_files, known_skips = await store.known_state(conn, repo_id)
@@ -570,7 +517,7 @@ class Ingest:
         result.phases["pipeline"] = time.perf_counter() - phase
 
         phase = time.perf_counter()
-        backfilled = await self._backfill(repo_id, key, space_id)
+        backfilled = 0 if complete else await self._backfill(repo_id, key, space_id)
         result.embeddings_backfilled = backfilled
         result.embeddings_computed += backfilled
         result.phases["backfill_check"] = time.perf_counter() - phase
@@ -594,30 +541,65 @@ class Ingest:
         chunked: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=depth)
         embedded: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=depth)
 
-        def emit(batch: _Batch) -> None:
-            # Runs in the reader thread: blocks while the queue is full (backpressure).
-            future = asyncio.run_coroutine_threadsafe(chunked.put(batch), loop)
-            while True:
-                try:
-                    future.result(timeout=0.5)
-                    return
-                except TimeoutError:
-                    if self._stop.is_set():
-                        future.cancel()
-                        raise _Stop from None
+        ing = self.settings.ingest
+        options = self._read_options()
+        # Time each stage spent working (embed: summed over parallel workers), for tuning and benchmarks.
+        busy: dict[str, float] = {"reader_wait": 0.0, "embed": 0.0, "write": 0.0}
+        same_as = {p: k.content_hash for p, k in known_files.items() if k.config == self._config}
+        slices: list[list[Candidate]] = []
+        size = FIRST_BATCH_FILES
+        for start in range(0, len(to_read), 1):
+            if not slices or len(slices[-1]) >= size:
+                if slices:
+                    size = SLICE_FILES
+                slices.append([])
+            slices[-1].append(to_read[start])
 
         async def reader() -> None:
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read")
+            executor, workers = make_executor(
+                len(to_read), processes=ing.reader_processes, min_files=ing.process_min_files
+            )
+            pending: deque[asyncio.Future[list[Outcome]]] = deque()
+            queue = iter(slices)
+
+            def submit() -> None:
+                part = next(queue, None)
+                if part is not None:
+                    wanted = {c.path: same_as[c.path] for c in part if c.path in same_as}
+                    pending.append(loop.run_in_executor(executor, read_slice, part, wanted, options))
+
             try:
-                await loop.run_in_executor(executor, self._read, to_read, known_files, space_id, emit)
+                for _ in range(workers + 1):
+                    submit()
+                batch, limit = _Batch(), FIRST_BATCH_FILES
+                while pending:
+                    waited = time.perf_counter()
+                    outcomes = await pending.popleft()
+                    busy["reader_wait"] += time.perf_counter() - waited
+                    submit()
+                    for outcome in outcomes:
+                        self._add(batch, outcome, known_files)
+                        if (
+                            len(batch.files) >= limit
+                            or batch.chunk_count >= ing.batch_max_chunks
+                            or batch.files_read >= 4 * ing.file_batch_size
+                        ):
+                            await chunked.put(batch)
+                            batch, limit = _Batch(), ing.file_batch_size
+                if batch.files_read:
+                    await chunked.put(batch)
             finally:
-                executor.shutdown(wait=False)
+                for future in pending:
+                    future.cancel()
+                executor.shutdown(wait=False, cancel_futures=True)
                 for _ in range(depth):
                     await chunked.put(None)
 
         async def embedder_worker() -> None:
             while (batch := await chunked.get()) is not None:
+                began = time.perf_counter()
                 await self._embed_batch(batch, space_id)
+                busy["embed"] += time.perf_counter() - began
                 await embedded.put(batch)
             await embedded.put(None)
 
@@ -628,9 +610,11 @@ class Ingest:
                 if batch is None:
                     finished += 1
                     continue
+                began = time.perf_counter()
                 outcome = await self._write(
                     conn, batch, repo_id=repo_id, key=key, space_id=space_id, commit=commit
                 )
+                busy["write"] += time.perf_counter() - began
                 result.files_read += batch.files_read
                 result.files_added += batch.added
                 result.files_modified += batch.modified
@@ -657,8 +641,8 @@ class Ingest:
         ]
         try:
             await asyncio.gather(*tasks)
+            result.phases.update({f"{k}_busy": v for k, v in busy.items()})
         except BaseException:
-            self._stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,106 @@
+"""Read, classify and chunk slices of files: the CPU-heavy stage, run in worker processes on big jobs.
+
+Functions here take and return plain picklable data, so the same code runs in a thread (small jobs) or in a
+process pool (large ones, where chunking would otherwise hold the GIL the event loop needs for HTTP and
+database work).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from mahavishnu_assets.ingest.chunk import ChunkOptions
+from mahavishnu_assets.ingest.discover import Candidate, FileContent, FileStat, inspect_file
+from mahavishnu_assets.ingest.store import NewFile
+
+# Files modified this close to being read may change again within the file system's timestamp granularity
+# without their stat changing ("racy clean", as git calls it): their stat is not trusted next time.
+RACY_NANOSECONDS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    max_file_bytes: int
+    max_line_chars: int
+    detect_secrets: bool
+    secret_plugins: tuple[str, ...] | None
+    chunk: ChunkOptions
+
+
+@dataclass
+class Outcome:
+    """One file's verdict: `skip` (with reason), `same` (bytes unchanged), or `file` (new rows)."""
+
+    path: str
+    kind: str
+    stat: tuple[int | None, int | None, int | None]  # mtime_ns, ctime_ns, inode to store (None: racy)
+    size: int
+    reason: str | None = None
+    file: NewFile | None = None
+
+
+def stored_stat(stat: FileStat, read_at_ns: int) -> tuple[int | None, int | None, int | None]:
+    if stat.mtime_ns >= read_at_ns - RACY_NANOSECONDS:
+        return None, None, None
+    return stat.mtime_ns, stat.ctime_ns, stat.inode
+
+
+def read_slice(candidates: list[Candidate], same_as: dict[str, bytes], options: ReadOptions) -> list[Outcome]:
+    """Verdicts for `candidates`; `same_as` maps paths to stored hashes whose chunks are still valid."""
+    from mahavishnu_assets.ingest.chunk import chunk_text, detect_language, split_lines
+
+    out: list[Outcome] = []
+    for candidate in candidates:
+        read_at = time.time_ns()
+        result = inspect_file(
+            candidate,
+            max_file_bytes=options.max_file_bytes,
+            max_line_chars=options.max_line_chars,
+            detect_secrets=options.detect_secrets,
+            secret_plugins=options.secret_plugins,
+        )
+        stat = stored_stat(candidate.stat, read_at)
+        if isinstance(result, str):
+            out.append(Outcome(candidate.path, "skip", stat, candidate.stat.size, reason=result))
+            continue
+        assert isinstance(result, FileContent)
+        if same_as.get(candidate.path) == result.content_hash:
+            out.append(Outcome(candidate.path, "same", stat, result.size))
+            continue
+        language = detect_language(candidate.path, result.text)
+        chunks = chunk_text(result.text, language, options.chunk)
+        new = NewFile(
+            candidate.path,
+            result.content_hash,
+            language,
+            result.size,
+            len(split_lines(result.text)),
+            stat[0],
+            stat[1],
+            stat[2],
+            chunks,
+        )
+        out.append(Outcome(candidate.path, "file", stat, result.size, file=new))
+    return out
+
+
+def _warm() -> None:
+    """Import the chunkers once per worker before the first real slice arrives."""
+    from mahavishnu_assets.ingest.chunk import _quiet_llama_index
+
+    _quiet_llama_index()
+
+
+def make_executor(files: int, *, processes: int | None, min_files: int) -> tuple[Executor, int]:
+    """A process pool for big jobs (so chunking runs beside the event loop), else one thread."""
+    workers = processes if processes is not None else max(1, min(4, (os.cpu_count() or 2) - 1))
+    if workers > 0 and files >= min_files:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_warm)
+        return pool, workers
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read"), 1
