@@ -1,0 +1,229 @@
+"""Vector, text and hybrid search over chunks, given a query vector and its embedding space.
+
+Every search runs in one read-only REPEATABLE READ transaction (the vector and text halves of a hybrid search
+see the same data) that sets, with SET LOCAL, the search parameter tuned for the space's index and pgvector's
+iterative scan, so filtered searches still find k results. When the index returns fewer than k chunks (a very
+selective filter, or vectors whose chunks were deleted) the search is repeated exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import asyncpg
+
+from mahavishnu_assets.database.pool import Database
+from mahavishnu_assets.errors import SearchError
+from mahavishnu_assets.index.plan import vector_type
+from mahavishnu_assets.index.registry import usable_index
+from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
+from mahavishnu_assets.search.fusion import rrf
+from mahavishnu_assets.search.sql import Statement, text_statement, vector_statement
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["vector", "text", "hybrid"]
+MODES: tuple[str, ...] = ("vector", "text", "hybrid")
+ITERATIVE_SCAN = {"hnsw": "hnsw.iterative_scan", "ivfflat": "ivfflat.iterative_scan"}
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: int
+    repo: str
+    path: str
+    start_line: int
+    end_line: int
+    language: str
+    content: str
+    score: float
+    vector_rank: int | None = None
+    text_rank: int | None = None
+
+    def tie(self) -> tuple[str, str, int, int]:
+        return (self.repo, self.path, self.start_line, self.chunk_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    results: list[Hit]
+    mode: str
+    method: str = "exact"  # how the vector half ran: exact, ivfflat or hnsw
+    search_params: dict[str, int] = field(default_factory=dict)
+    exact_fallback: bool = False
+    space_id: int | None = None
+    notices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "results": [h.to_dict() for h in self.results],
+            "mode": self.mode,
+            "method": self.method,
+            "search_params": self.search_params,
+            "exact_fallback": self.exact_fallback,
+            "space_id": self.space_id,
+            "notices": self.notices,
+        }
+
+
+def _hits(rows: list[asyncpg.Record]) -> list[Hit]:
+    return [
+        Hit(
+            r["id"],
+            r["repo"],
+            r["path"],
+            r["start_line"],
+            r["end_line"],
+            r["language"],
+            r["content"],
+            float(r["score"]),
+        )
+        for r in rows
+    ]
+
+
+async def _repo_id(conn: asyncpg.Connection, filters: SearchFilters) -> tuple[int | None, bool]:
+    """(id, found): an unknown repository name gives no results rather than an error."""
+    if filters.repo is None:
+        return None, True
+    repo_id = await conn.fetchval("SELECT id FROM mahavishnu.repositories WHERE name = $1", filters.repo)
+    return repo_id, repo_id is not None
+
+
+async def space_dimensions(conn: asyncpg.Connection, space_id: int) -> int:
+    dims = await conn.fetchval("SELECT dimensions FROM mahavishnu.embedding_spaces WHERE id = $1", space_id)
+    if dims is None:
+        raise SearchError(
+            f"Embedding space {space_id} does not exist", suggestion="Ingest a repository first."
+        )
+    return int(dims)
+
+
+async def _run(conn: asyncpg.Connection, statement: Statement) -> list[asyncpg.Record]:
+    return await conn.fetch(statement.sql, *statement.args)
+
+
+async def _vector_hits(
+    conn: asyncpg.Connection,
+    space_id: int,
+    vector: Any,
+    k: int,
+    filters: SearchFilters,
+    repo_id: int | None,
+    exact: bool,
+    result: SearchResult,
+) -> list[Hit]:
+    dims = await space_dimensions(conn, space_id)
+    if hasattr(vector, "__len__") and len(vector) != dims:
+        raise SearchError(
+            f"The query vector has {len(vector)} dimensions; embedding space {space_id} has {dims}",
+            suggestion="Embed the query with the model that embedded the corpus.",
+        )
+    index = None if exact or vector_type(dims) is None else await usable_index(conn, space_id)
+    if index is None:
+        result.method = "exact"
+        return _hits(
+            await _run(conn, vector_statement(space_id, dims, vector, k, filters, repo_id, exact=True))
+        )
+    method = str(index["method"])
+    value = int(index["search_value"] or 0)
+    if method == "hnsw":
+        value = max(value or 40, k)  # HNSW returns at most ef_search rows per scan pass
+    result.method = method
+    if index["search_param"] and value:
+        await conn.execute("SELECT set_config($1, $2, true)", index["search_param"], str(value))
+        result.search_params = {str(index["search_param"]): value}
+    await conn.execute("SELECT set_config($1, 'relaxed_order', true)", ITERATIVE_SCAN[method])
+    hits = _hits(await _run(conn, vector_statement(space_id, dims, vector, k, filters, repo_id, exact=False)))
+    if len(hits) < k:
+        exact_hits = _hits(
+            await _run(conn, vector_statement(space_id, dims, vector, k, filters, repo_id, exact=True))
+        )
+        if len(exact_hits) > len(hits):
+            result.exact_fallback = True
+            return exact_hits
+    return hits
+
+
+async def search(
+    db: Database,
+    *,
+    mode: str = "hybrid",
+    text: str | None = None,
+    vector: Any = None,
+    space_id: int | None = None,
+    k: int = 10,
+    filters: SearchFilters | None = None,
+    exact: bool = False,
+    candidates: int | None = None,
+) -> SearchResult:
+    """Search chunks. Vector and hybrid modes need `vector` and `space_id`; text and hybrid need `text`."""
+    if mode not in MODES:
+        raise SearchError(f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text or hybrid.")
+    k = check_k(k)
+    filters = (filters or SearchFilters()).validated()
+    if mode in ("vector", "hybrid") and (vector is None or space_id is None):
+        raise SearchError(f"A {mode} search needs a query vector and its embedding space")
+    if mode in ("text", "hybrid"):
+        if text is None:
+            raise SearchError(f"A {mode} search needs query text")
+        text = clean_query(text)
+    # Hybrid fuses deeper lists than it returns: a chunk ranked 30th by one signal and 2nd by the other wins.
+    depth = k if mode != "hybrid" else min(1000, candidates or max(4 * k, 40))
+    result = SearchResult(results=[], mode=mode, space_id=space_id)
+    async with db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        repo_id, found = await _repo_id(conn, filters)
+        if not found:
+            result.notices.append(f"no repository named {filters.repo!r}")
+            return result
+        vector_hits: list[Hit] = []
+        text_hits: list[Hit] = []
+        if mode in ("vector", "hybrid"):
+            assert space_id is not None
+            vector_hits = await _vector_hits(conn, space_id, vector, depth, filters, repo_id, exact, result)
+        if mode in ("text", "hybrid"):
+            assert text is not None
+            text_hits = _hits(await _run(conn, text_statement(text, depth, filters, repo_id)))
+    if mode == "vector":
+        result.results = [_ranked(h, vector_rank=i) for i, h in enumerate(vector_hits[:k], 1)]
+    elif mode == "text":
+        result.results = [_ranked(h, text_rank=i) for i, h in enumerate(text_hits[:k], 1)]
+    else:
+        fused = rrf([vector_hits, text_hits], key=lambda h: h.chunk_id, tie=Hit.tie, limit=k)
+        result.results = [
+            Hit(
+                h.chunk_id,
+                h.repo,
+                h.path,
+                h.start_line,
+                h.end_line,
+                h.language,
+                h.content,
+                round(score, 6),
+                ranks[0],
+                ranks[1],
+            )
+            for h, score, ranks in fused
+        ]
+    return result
+
+
+def _ranked(hit: Hit, *, vector_rank: int | None = None, text_rank: int | None = None) -> Hit:
+    return Hit(
+        hit.chunk_id,
+        hit.repo,
+        hit.path,
+        hit.start_line,
+        hit.end_line,
+        hit.language,
+        hit.content,
+        hit.score,
+        vector_rank,
+        text_rank,
+    )

@@ -1,0 +1,1 @@
+DROP TABLE mahavishnu.vector_indexes;

@@ -1,0 +1,1 @@
+ALTER TABLE mahavishnu.embeddings ALTER COLUMN embedding SET STORAGE DEFAULT;
