@@ -6,10 +6,10 @@ from types import ModuleType
 
 from dagster import Definitions
 
-from mahavishnu_assets.defs import memory, schema
+from mahavishnu_assets.defs import ingestion, memory, schema
 from mahavishnu_assets.defs.resources import PostgresResource
 
-DOMAINS: list[ModuleType] = [schema, memory]
+DOMAINS: list[ModuleType] = [schema, memory, ingestion]
 
 
 def _gather(name: str) -> list:

@@ -10,6 +10,7 @@ from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.ingest.chunk import split_lines
 from mahavishnu_assets.ingest.pipeline import ingest_repository
 from mahavishnu_assets.testing.ollama_stub import OllamaStub
+from tests import ingest_helpers
 from tests.ingest_helpers import (
     DIMENSIONS,
     commit_all,
@@ -18,9 +19,10 @@ from tests.ingest_helpers import (
     ingest_settings,
     make_repo,
     python_module,
-    stub,  # noqa: F401 - a fixture
     write_files,
 )
+
+stub = ingest_helpers.stub  # the fixture
 
 
 def base_files() -> dict[str, str | bytes]:
@@ -89,7 +91,9 @@ async def test_unchanged_reingest_reads_and_embeds_nothing(
         assert await fingerprint(conn) == before
 
 
-async def test_edit_delete_rename_add(db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub) -> None:
+async def test_edit_delete_rename_add(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
     repo = make_repo(tmp_path / "repo", base_files())
     settings = ingest_settings(database, tmp_path / "home", stub.url)
     await ingest_repository(db, settings, repo, name="r")

@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
@@ -11,6 +11,9 @@ from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.database.server import open_database
 from mahavishnu_assets.errors import DatabaseUnavailableError
 from mahavishnu_assets.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from mahavishnu_assets.ingest.embed import Embedder
 
 
 class PostgresResource(ConfigurableResource):
@@ -59,3 +62,33 @@ class PostgresResource(ConfigurableResource):
     @property
     def settings(self) -> Settings:
         return self._settings or load_settings()
+
+
+class OllamaResource(ConfigurableResource):
+    """The embedder of the active space: Ollama through its official client, or the offline `local` one.
+
+    Host, model and choice come from settings (OLLAMA_HOST, MAHAVISHNU_EMBED_MODEL, MAHAVISHNU_EMBEDDER) at
+    run time unless set here; retries, timeouts and batching live in the embedder itself.
+    """
+
+    host: str | None = None
+    model: str | None = None
+    embedder_choice: str | None = None  # "ollama", "local" or "auto"
+
+    def effective_settings(self, settings: Settings | None = None) -> Settings:
+        """Settings (read now unless given) with this resource's overrides applied."""
+        settings = settings or load_settings()
+        updates: dict[str, Any] = {}
+        if self.model:
+            updates["embed_model"] = self.model
+        if self.embedder_choice:
+            updates["embedder"] = self.embedder_choice
+        if self.host:
+            updates["ollama"] = settings.ollama.model_copy(update={"host": self.host})
+        return settings.model_copy(update=updates) if updates else settings
+
+    def embedder(self, settings: Settings | None = None) -> "Embedder":
+        """A new embedder (close it with `await embedder.aclose()`)."""
+        from mahavishnu_assets.ingest.embed import make_embedder
+
+        return make_embedder(self.effective_settings(settings))

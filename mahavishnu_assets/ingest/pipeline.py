@@ -129,6 +129,28 @@ def _same_stat(known: store.KnownFile | store.KnownSkip, stat: FileStat) -> bool
     )
 
 
+async def resolve_space(conn: Any, embedder: Embedder) -> tuple[SpaceKey, int]:
+    """The embedder's space and its id (created on first use).
+
+    An Ollama model's size is taken from the database when its space is known, so a run with nothing to
+    embed sends no request at all; the first real request checks it.
+    """
+    key = embedder.key
+    if not key.dimensions:
+        rows = await conn.fetch(
+            "SELECT dimensions FROM mahavishnu.embedding_spaces WHERE provider = $1 AND model = $2",
+            key.provider,
+            key.model,
+        )
+        assume = getattr(embedder, "assume_dimensions", None)
+        if len(rows) == 1 and assume is not None:
+            assume(int(rows[0]["dimensions"]))
+            key = embedder.key
+        else:
+            key = await embedder.probe()
+    return key, await ensure_space(conn, key)
+
+
 @dataclass
 class _Batch:
     """What the reader produced for a slice of the files to read."""
@@ -181,24 +203,6 @@ class Ingest:
                 self._notify(self.progress)
             except Exception:  # a broken progress display must not break the ingest
                 logger.debug("progress callback failed", exc_info=True)
-
-    # -- space ---------------------------------------------------------------------------------------------
-    async def _space(self, conn: Any) -> tuple[SpaceKey, int]:
-        key = self.embedder.key
-        if not key.dimensions:
-            # A known model's size is in the database: no request to the server when nothing needs embedding.
-            rows = await conn.fetch(
-                "SELECT dimensions FROM mahavishnu.embedding_spaces WHERE provider = $1 AND model = $2",
-                key.provider,
-                key.model,
-            )
-            assume = getattr(self.embedder, "assume_dimensions", None)
-            if len(rows) == 1 and assume is not None:
-                assume(int(rows[0]["dimensions"]))
-                key = self.embedder.key
-            else:
-                key = await self.embedder.probe()
-        return key, await ensure_space(conn, key)
 
     # -- reader -----------------------------------------------------------------------------------------------
     def _read_options(self) -> ReadOptions:
@@ -404,7 +408,7 @@ class Ingest:
                 )
             await self._lock(conn, repo_name)
             try:
-                key, space_id = await self._space(conn)
+                key, space_id = await resolve_space(conn, self.embedder)
                 result.embedding_space = key.describe()
                 result.embedder = key.provider
                 previous_ok = await conn.fetchval(
@@ -663,6 +667,50 @@ async def ingest_repository(
     embedder = embedder or make_embedder(settings)
     try:
         return await Ingest(db, settings, embedder, progress=progress).run(path, name)
+    finally:
+        if own:
+            await embedder.aclose()
+
+
+async def embed_repository(
+    db: Database,
+    settings: Settings,
+    name: str,
+    *,
+    embedder: Embedder | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Give every stored chunk of repository `name` a vector in the active space (after a model change)."""
+    started = time.perf_counter()
+    own = embedder is None
+    embedder = embedder or make_embedder(settings)
+    try:
+        run = Ingest(db, settings, embedder, progress=progress)
+        async with db.connection() as conn:
+            repo_id = await conn.fetchval("SELECT id FROM mahavishnu.repositories WHERE name = $1", name)
+            if repo_id is None:
+                raise IngestError(
+                    f"Repository {name!r} has not been ingested",
+                    suggestion="Ingest it first (`mahavishnu ingest`).",
+                )
+            key, space_id = await resolve_space(conn, embedder)
+            chunks = await conn.fetchval("SELECT count(*) FROM mahavishnu.chunks WHERE repo_id = $1", repo_id)
+        computed = await run._backfill(int(repo_id), key, space_id)
+        async with db.connection() as conn:
+            await conn.execute(
+                "UPDATE mahavishnu.repositories SET space_id = $2 WHERE id = $1", repo_id, space_id
+            )
+        out: dict[str, Any] = {
+            "repo": name,
+            "chunks": int(chunks),
+            "embeddings_computed": computed,
+            "embedding_space": key.describe(),
+            "space_id": space_id,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        if embedder.announcement:
+            out["warnings"] = [embedder.announcement]
+        return out
     finally:
         if own:
             await embedder.aclose()
