@@ -168,14 +168,56 @@ async def synthetic_corpus(
     plan["main"] = plan.get("main", 0) + count - sum(plan.values())
     start = 0
     for repo, size in plan.items():
-        for first in range(start, start + size, chunks_per_file):
-            last = min(first + chunks_per_file, start + size)
-            await add_chunks(
-                conn,
-                repo,
-                f"src/module_{first // chunks_per_file}.py",
-                [(f"chunk {i} of {repo}", hashes[i]) for i in range(first, last)],
+        repo_id = await conn.fetchval(
+            """INSERT INTO mahavishnu.repositories (name, root_path) VALUES ($1, $2)
+               ON CONFLICT (name) DO UPDATE SET root_path = EXCLUDED.root_path RETURNING id""",
+            repo,
+            f"/synthetic/{repo}",
+        )
+        firsts = list(range(start, start + size, chunks_per_file))
+        paths = [f"src/module_{first // chunks_per_file}.py" for first in firsts]
+        file_ids = dict(
+            await conn.fetch(
+                """INSERT INTO mahavishnu.source_files (repo_id, path, content_hash, language, size_bytes, line_count)
+                   SELECT $1, p, sha256(convert_to(p, 'UTF8')), 'python', 0, $2 FROM unnest($3::text[]) p
+                   RETURNING path, id""",
+                repo_id,
+                10 * chunks_per_file,
+                paths,
             )
+        )
+        records = []
+        for first, path in zip(firsts, paths, strict=True):
+            for index, i in enumerate(range(first, min(first + chunks_per_file, start + size))):
+                records.append(
+                    (
+                        file_ids[path],
+                        repo_id,
+                        index,
+                        path,
+                        "python",
+                        10 * index + 1,
+                        10 * index + 10,
+                        f"chunk {i} of {repo}",
+                        hashes[i],
+                    )
+                )
+        await conn.copy_records_to_table(
+            "chunks",
+            schema_name="mahavishnu",
+            columns=[
+                "file_id",
+                "repo_id",
+                "chunk_index",
+                "path",
+                "language",
+                "start_line",
+                "end_line",
+                "content",
+                "content_hash",
+            ],
+            records=records,
+        )
         start += size
     await conn.execute("ANALYZE mahavishnu.embeddings; ANALYZE mahavishnu.chunks")
     return space_id, vectors, hashes
