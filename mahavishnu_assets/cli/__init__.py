@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mahavishnu_assets.cli import ingest, memory, server
+from mahavishnu_assets.cli import ingest, memory, search, server
 from mahavishnu_assets.cli.output import add_common_options
 
 # Each module adds its subcommands; the order is the order of `mahavishnu --help`.
-COMMAND_MODULES = [server, ingest, memory]
+COMMAND_MODULES = [server, ingest, memory, search]
 
 
 def build_parser() -> argparse.ArgumentParser:
