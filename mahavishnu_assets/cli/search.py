@@ -102,7 +102,7 @@ async def index_status(settings: Any, db: Any) -> dict[str, Any]:
     return await status_extension(settings, db)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     from mahavishnu_assets.cli.server import STATUS_EXTENSIONS
 
     if index_status not in STATUS_EXTENSIONS:
