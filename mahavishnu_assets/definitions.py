@@ -6,10 +6,10 @@ from types import ModuleType
 
 from dagster import Definitions
 
-from mahavishnu_assets.defs import index, ingestion, memory, schema
+from mahavishnu_assets.defs import index, ingestion, memory, pipeline, schema
 from mahavishnu_assets.defs.resources import PostgresResource
 
-DOMAINS: list[ModuleType] = [schema, memory, ingestion, index]
+DOMAINS: list[ModuleType] = [schema, ingestion, index, memory, pipeline]
 
 
 def _gather(name: str) -> list:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mahavishnu_assets.cli import ingest, memory, search, server
+from mahavishnu_assets.cli import ingest, memory, pipeline, search, server
 from mahavishnu_assets.cli.output import add_common_options
 
 # Each module adds its subcommands; the order is the order of `mahavishnu --help`.
-COMMAND_MODULES = [server, ingest, memory, search]
+COMMAND_MODULES = [server, ingest, search, memory, pipeline]
 
 
 def build_parser() -> argparse.ArgumentParser:
