@@ -133,6 +133,11 @@ async def test_create_get_list_delete(db: Database) -> None:
     }
     unnamed = await sm.create()
     assert unnamed["name"].startswith("snapshot-")
+    async with db.connection() as conn:
+        # The first snapshot rebuilds the version tables' keys; the schema still matches the migrations.
+        from mahavishnu_assets.database.migrations import verify_schema
+
+        assert await verify_schema(conn) == []
     assert (await sm.get(first["id"]))["stats"] == first["stats"]
     assert [s["id"] for s in await sm.list_all()] == [unnamed["id"], first["id"]]
     assert [s["id"] for s in await sm.list_all(name="first")] == [first["id"]]
@@ -502,3 +507,37 @@ async def test_search_without_a_stored_text_column(db: Database) -> None:
         await conn.execute("DELETE FROM mahavishnu.chunks WHERE chunk_index = 0")
     hits = await sm.search("chunk", snapshot_id=snap["id"])
     assert len(hits) == 2
+
+
+async def test_only_changed_tables_are_compared(db: Database) -> None:
+    sm = manager(db, restore_safety_snapshot=False)
+    async with db.connection() as conn:
+        await seed(conn)
+    one = await sm.create("one")
+    assert one["stats"]["compared_tables"] == sorted(KEYS)
+    two = await sm.create("two")
+    assert two["stats"]["compared_tables"] == []
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO mahavishnu.memories (memory_type, content) VALUES ('rag', 'late memory')"
+        )
+        # A rolled-back change touches nothing.
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("DELETE FROM mahavishnu.chunks")
+        await tx.rollback()
+        at_three = await digest(conn)
+    three = await sm.create("three")
+    assert three["stats"]["compared_tables"] == ["memories"]
+    assert three["stats"]["rows"]["memories"] == 4 and three["stats"]["rows"]["chunks"] == 12
+    # Deleting the newest snapshot drops its open versions: the next one compares everything again and
+    # still holds the memory added before it.
+    await sm.delete(three["id"])
+    four = await sm.create("four")
+    assert four["stats"]["compared_tables"] == sorted(KEYS)
+    assert four["stats"]["rows"]["memories"] == 4
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM mahavishnu.memories")
+    await sm.restore(four["id"])
+    async with db.connection() as conn:
+        assert await digest(conn) == at_three

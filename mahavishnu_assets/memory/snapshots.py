@@ -11,7 +11,9 @@ NULL while the live row is still that version, so the snapshot points at the liv
   versions (`until_snapshot IS NULL`) closes the versions whose row changed or vanished and opens a narrow
   version row for every new or changed row. Rows unchanged since the previous snapshot cost nothing: their open
   version simply stays valid. No row data is copied at all, so the first snapshot of 100,000 chunks costs about
-  the time to write 100,000 narrow rows, and the next ones only the join.
+  the time to write 100,000 narrow rows (with the version table's key built once afterwards), and the next ones
+  only the join. Tables no committed transaction touched since the last snapshot (statement triggers record
+  `(table, xid)` in `snapshot_touches`, transactionally) are not even joined.
 * Copy on write: statement-level triggers on the live tables (migration 0030) copy the old values into every
   version still pointing at a row just before it is updated, deleted or truncated. Ingesting inserts pays
   nothing; an update or delete pays one keyed UPDATE of the versions table, and none when no snapshot exists.
@@ -199,10 +201,20 @@ class SnapshotManager:
                 )
                 assert row is not None
                 snapshot_id = int(row["id"])
+                # Tables no transaction visible to us changed since the last snapshot keep their open versions.
+                touched = {
+                    r["table_name"]
+                    for r in await conn.fetch(f"DELETE FROM {SCHEMA}.snapshot_touches RETURNING table_name")
+                }
+                first = not await conn.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.memory_snapshots WHERE id < $1)", snapshot_id
+                )
                 tables: dict[str, dict[str, int]] = {}
                 for table in TABLES:
-                    tables[table.name] = await self._capture(conn, table, snapshot_id)
+                    compare = first or table.name in touched
+                    tables[table.name] = await self._capture(conn, table, snapshot_id, compare=compare)
                 stats = {
+                    "compared_tables": sorted(t.name for t in TABLES if first or t.name in touched),
                     "rows": {t: v["rows"] for t, v in tables.items()},
                     "new_versions": {t: v["added"] for t, v in tables.items()},
                     "closed_versions": {t: v["closed"] for t, v in tables.items()},
@@ -232,11 +244,16 @@ class SnapshotManager:
         return _snapshot_dict(result)
 
     async def _capture(
-        self, conn: asyncpg.Connection, table: SnapshotTable, snapshot_id: int
+        self, conn: asyncpg.Connection, table: SnapshotTable, snapshot_id: int, *, compare: bool = True
     ) -> dict[str, int]:
-        keys = ", ".join(ident(k) for k in table.key)
-        coalesced = ", ".join(f"coalesce(l.{ident(k)}, o.{ident(k)}) AS {ident(k)}" for k in table.key)
         store = qualified(table.store)
+        if not compare:
+            rows = await conn.fetchval(f"SELECT count(*) FROM {store} WHERE until_snapshot IS NULL")
+            return {"rows": int(rows), "added": 0, "closed": 0}
+        keys = ", ".join(ident(k) for k in table.key)
+        if not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {store})"):
+            return await self._capture_bulk(conn, table, snapshot_id)
+        coalesced = ", ".join(f"coalesce(l.{ident(k)}, o.{ident(k)}) AS {ident(k)}" for k in table.key)
         sql = f"""
             WITH live AS (SELECT {keys}, xmin AS row_xmin FROM {qualified(table.name)}),
             open AS (SELECT {keys}, row_xmin, first_snapshot FROM {store} WHERE until_snapshot IS NULL),
@@ -264,6 +281,27 @@ class SnapshotManager:
         )
         assert row is not None
         return {"rows": int(rows), "added": int(row["added"]), "closed": int(row["closed"])}
+
+    async def _capture_bulk(
+        self, conn: asyncpg.Connection, table: SnapshotTable, snapshot_id: int
+    ) -> dict[str, int]:
+        """No versions yet (first snapshot, or all released): every live row is new. Writing them without the
+        primary key and building it afterwards is several times cheaper than maintaining it row by row; the
+        DDL is part of this transaction, so a failure leaves the key as it was."""
+        keys = ", ".join(ident(k) for k in table.key)
+        store = qualified(table.store)
+        constraint = ident(f"{table.store}_pkey")
+        await conn.execute(f"ALTER TABLE {store} DROP CONSTRAINT {constraint}")
+        status = await conn.execute(
+            f"""INSERT INTO {store} ({keys}, row_xmin, first_snapshot)
+                SELECT {keys}, xmin, $1 FROM {qualified(table.name)}""",
+            snapshot_id,
+        )
+        await conn.execute(
+            f"ALTER TABLE {store} ADD CONSTRAINT {constraint} PRIMARY KEY ({keys}, first_snapshot)"
+        )
+        added = int(status.split()[-1])
+        return {"rows": added, "added": added, "closed": 0}
 
     # -- read --------------------------------------------------------------------
     async def get(self, snapshot_id: int) -> dict[str, Any]:
@@ -303,6 +341,14 @@ class SnapshotManager:
         )
         if not rows:
             return []
+        newest_left = await conn.fetchval(f"SELECT max(id) FROM {SCHEMA}.memory_snapshots")
+        if newest_left is None or newest_left < max(r["id"] for r in rows):
+            # The newest snapshot goes with its open versions: the next one must compare every table again.
+            await conn.execute(
+                f"""INSERT INTO {SCHEMA}.snapshot_touches (table_name, xid)
+                    SELECT t, pg_current_xact_id() FROM unnest($1::text[]) t ON CONFLICT DO NOTHING""",
+                list(TABLE_NAMES),
+            )
         released = 0
         for table in TABLES:
             # Only versions that covered a deleted snapshot can have lost their last reader.
