@@ -91,7 +91,12 @@ def test_dagster_yaml_instance_on_real_postgres(database: ConnectTarget, tmp_pat
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["PostgresRunStorage", "PostgresEventLogStorage", "QueuedRunCoordinator", "0"]
+    assert proc.stdout.split() == [
+        "PostgresRunStorage",
+        "PostgresEventLogStorage",
+        "QueuedRunCoordinator",
+        "0",
+    ]
 
 
 def test_local_dagster_yaml_needs_no_environment(tmp_path: Path) -> None:

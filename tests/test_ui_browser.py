@@ -36,7 +36,17 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = dict(os.environ, DAGSTER_HOME=str(home), MAHAVISHNU_HOME=str(home / "mahavishnu"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "dagster_webserver",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -7,12 +7,12 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from mahavishnu_assets.errors import ConfigurationError, MahavishnuError, redact
 
-Handler = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
 Renderer = Callable[[dict[str, Any]], str]
 
 
@@ -78,7 +78,7 @@ def _fail(exc: MahavishnuError, as_json: bool) -> int:
 
 
 def subcommand(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    sub: argparse._SubParsersAction,
     name: str,
     handler: Handler,
     help_text: str,

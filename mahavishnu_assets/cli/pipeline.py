@@ -141,7 +141,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(
         sub,
         "pipeline",

@@ -58,7 +58,7 @@ async def status(args: argparse.Namespace) -> dict[str, Any]:
 STATUS_EXTENSIONS: list[Any] = []
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     subcommand(sub, "up", up, "start the embedded server if needed and apply pending migrations")
     subcommand(sub, "down", down, "stop the embedded server")
     subcommand(sub, "status", status, "pool health, statistics and recommendations")

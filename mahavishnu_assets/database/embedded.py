@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.errors import DatabaseUnavailableError
@@ -39,7 +40,7 @@ class EmbeddedOptions:
     start_timeout_seconds: float = 60.0
 
 
-def _quiet_import(module: str):  # type: ignore[no-untyped-def]
+def _quiet_import(module: str) -> ModuleType:
     """Import part of the wheel; its package import warns about XDG_RUNTIME_DIR, which does not concern us."""
     import importlib
     import warnings

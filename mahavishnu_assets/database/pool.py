@@ -297,7 +297,8 @@ class Database:
         c.set_in_use(c.in_use + 1)
         c.peak_in_use = max(c.peak_in_use, c.in_use)
         try:
-            yield conn
+            # A pool proxy behaves as a Connection; the stubs type it apart.
+            yield conn  # type: ignore[misc]
         except CONNECTION_ERRORS:
             self._healthy = False
             raise

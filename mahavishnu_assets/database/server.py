@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import asyncpg
@@ -11,12 +12,15 @@ from mahavishnu_assets.database.pool import Database, PoolConfig, connect
 from mahavishnu_assets.database.target import ConnectTarget, target_from_url
 from mahavishnu_assets.settings import Settings
 
+if TYPE_CHECKING:
+    from mahavishnu_assets.database.embedded import EmbeddedServer
+
 
 def home_path(settings: Settings) -> Path:
     return settings.home.expanduser().resolve()
 
 
-def embedded_server(settings: Settings):  # type: ignore[no-untyped-def]
+def embedded_server(settings: Settings) -> EmbeddedServer:
     # platformdirs warns about XDG_RUNTIME_DIR when the wheel is imported; it says nothing useful here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -29,8 +29,11 @@ class PostgresResource(ConfigurableResource):
     _db: Database | None = PrivateAttr(default=None)
     _settings: Settings | None = PrivateAttr(default=None)
 
-    @asynccontextmanager  # type: ignore[override]
-    async def yield_for_execution(self, context: InitResourceContext) -> AsyncIterator["PostgresResource"]:
+    # Dagster accepts an async context manager here (it runs on the step's event loop); its stubs say sync.
+    @asynccontextmanager
+    async def yield_for_execution(  # type: ignore[override]
+        self, context: InitResourceContext
+    ) -> AsyncIterator["PostgresResource"]:
         settings = load_settings()
         overrides: dict[str, Any] = {}
         if self.pool_max_size is not None:

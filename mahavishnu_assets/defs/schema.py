@@ -39,7 +39,7 @@ async def pgvector_schema(context: AssetExecutionContext, postgres: PostgresReso
     )
 
 
-@asset_check(
+@asset_check(  # type: ignore[arg-type]  # Dagster runs async checks; its stubs say sync
     asset=pgvector_schema,
     name=SCHEMA_MATCHES_MIGRATIONS,
     blocking=True,
