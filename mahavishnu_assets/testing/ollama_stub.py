@@ -110,7 +110,9 @@ class OllamaStub:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> OllamaStub:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ollama-stub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="ollama-stub", daemon=True
+        )
         self._thread.start()
         return self
 
