@@ -41,10 +41,14 @@ def _env(target: ConnectTarget, settings_dir: Path, home: Path, stub: OllamaStub
     return env
 
 
-def _ingest(repo: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+def _command(repo: Path) -> list[str]:
     code = "import sys; from mahavishnu_assets.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", code, "ingest", str(repo), "--name", "crashy", "--json"]
+
+
+def _ingest(repo: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", code, "ingest", str(repo), "--name", "crashy", "--json"],
+        _command(repo),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -104,7 +108,7 @@ async def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
     with OllamaStub(dimensions=16) as stub:
         env = _env(database, settings_dir, tmp_path / "home", stub)
         # A first version, fully ingested; then an edit, a deletion and new files, ingested with crashes.
-        done = subprocess.run(_ingest(repo, env).args, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(_command(repo), env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         write_files(repo, {f"src/m{i:02d}.py": python_module(f"m{i}_v2", 3) for i in range(0, FILES, 2)})
         write_files(repo, {f"new/n{i}.py": python_module(f"n{i}") for i in range(6)})
@@ -120,7 +124,7 @@ async def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
         await _consistent(database)
         stub.configure(delay_per_text=0)
 
-        final = subprocess.run(_ingest(repo, env).args, env=env, capture_output=True, text=True, timeout=120)
+        final = subprocess.run(_command(repo), env=env, capture_output=True, text=True, timeout=120)
         assert final.returncode == 0, final.stderr
         result = json.loads(final.stdout.strip().splitlines()[-1])
         # It resumed: there was work left.
@@ -133,9 +137,7 @@ async def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
         # A clean run of the same tree into an empty database.
         await migrate_up(empty_database)
         clean_env = _env(empty_database, settings_dir, tmp_path / "home2", stub)
-        clean = subprocess.run(
-            _ingest(repo, clean_env).args, env=clean_env, capture_output=True, text=True, timeout=120
-        )
+        clean = subprocess.run(_command(repo), env=clean_env, capture_output=True, text=True, timeout=120)
         assert clean.returncode == 0, clean.stderr
 
     for target in (database, empty_database):

@@ -575,7 +575,7 @@ class Ingest:
             try:
                 for _ in range(workers + 1):
                     submit()
-                batch, limit = _Batch(), FIRST_BATCH_FILES
+                batch, limit = _Batch(), min(FIRST_BATCH_FILES, ing.file_batch_size)
                 while pending:
                     waited = time.perf_counter()
                     outcomes = await pending.popleft()
