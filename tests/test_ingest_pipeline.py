@@ -150,3 +150,36 @@ async def test_same_content_in_two_repositories_is_embedded_once(
     assert second.embeddings_computed == 0
     assert second.embeddings_reused == first.embeddings_computed
     assert second.commit is None  # a plain folder has no commit
+
+
+async def test_worker_processes_give_the_same_database_as_a_thread(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    files = {**base_files(), **{f"many/m{i}.py": python_module(f"m{i}", 2) for i in range(10)}}
+    repo = make_repo(tmp_path / "repo", files)
+    threaded = ingest_settings(database, tmp_path / "home", stub.url, reader_processes=0)
+    await ingest_repository(db, threaded, repo, name="r")
+    async with db.connection() as conn:
+        expected = await fingerprint(conn)
+        await conn.execute("TRUNCATE mahavishnu.repositories, mahavishnu.embeddings CASCADE")
+    pooled = ingest_settings(database, tmp_path / "home", stub.url, reader_processes=2, process_min_files=1)
+    result = await ingest_repository(db, pooled, repo, name="r")
+    assert result.files_changed == len(files)
+    async with db.connection() as conn:
+        assert await fingerprint(conn) == expected
+
+
+async def test_concurrent_ingests_of_one_repository_take_turns(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    import asyncio
+
+    repo = make_repo(tmp_path / "repo", base_files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    one, two = await asyncio.gather(
+        ingest_repository(db, settings, repo, name="r"), ingest_repository(db, settings, repo, name="r")
+    )
+    assert sorted([one.files_changed, two.files_changed]) == [0, 6]
+    assert one.embeddings_computed + two.embeddings_computed == max(
+        one.embeddings_computed, two.embeddings_computed
+    )
