@@ -293,3 +293,14 @@ async def test_search_statement_uses_the_partial_expression_index(db: Database) 
             st = vector_statement(space_id, DIMS, vectors[0], 10, SearchFilters(), None, exact=exact)
             plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + st.sql, *st.args)
             assert (report["index"] in str(plan)) is expect
+
+
+async def test_maintenance_drops_the_index_of_a_deleted_space(db: Database) -> None:
+    space = await make_space(db, 1200)
+    await refresh_space(db, small_settings(), space)
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM mahavishnu.embedding_spaces WHERE id = $1", space.id)
+    done = await rebuild_drifted_indexes(db, small_settings())
+    assert [d["action"] for d in done] == ["dropped_leftover"]
+    async with db.connection() as conn:
+        assert await live_indexes(conn) == []

@@ -90,12 +90,16 @@ async def drop_unusable(conn: asyncpg.Connection, space_id: int, keep: str | Non
 
 
 async def drop_invalid_everywhere(target: ConnectTarget) -> list[str]:
-    """Drop every invalid `ann_*` index whose space no build is holding (for maintenance and checks)."""
+    """Drop every invalid `ann_*` index whose space no build is holding, and the indexes of spaces that no
+    longer exist (their rows went with the space)."""
     dropped: list[str] = []
     conn = await connect(target)
     try:
+        existing = {r[0] for r in await conn.fetch("SELECT id FROM mahavishnu.embedding_spaces")}
         for index in await live_indexes(conn):
-            if index.valid or index.building or index.space_id is None:
+            if index.building or index.space_id is None:
+                continue
+            if index.valid and index.space_id in existing:
                 continue
             locked = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, index.space_id)
             if not locked:

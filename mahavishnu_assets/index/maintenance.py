@@ -310,7 +310,7 @@ async def rebuild_drifted_indexes(db: Database, settings: Settings) -> list[dict
 
     done: list[dict] = []
     for name in await drop_invalid_everywhere(db.target):
-        done.append({"action": "dropped_invalid", "index": name})
+        done.append({"action": "dropped_leftover", "index": name})
     for s, decision in await needs_attention(db, settings):
         try:
             report = await refresh_space(db, settings, s)

@@ -34,7 +34,9 @@ def clustered_embeddings(
     `common` is the weight of the direction shared by all vectors, `spread` the within-topic scatter relative
     to the distance between topics.
     """
-    rng = np.random.default_rng(seed)
+    # A stream of its own (not plain `seed`), so offsets drawn elsewhere with a small seed are not the very
+    # directions these vectors are built from.
+    rng = np.random.default_rng([seed, 0xC1057E5])
     clusters = clusters or max(1, count // 100)
     scales = _spectrum(dimensions, decay)
     shared = rng.standard_normal(dimensions).astype(np.float32)

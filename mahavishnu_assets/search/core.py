@@ -20,7 +20,7 @@ from mahavishnu_assets.index.plan import vector_type
 from mahavishnu_assets.index.registry import usable_index
 from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
 from mahavishnu_assets.search.fusion import rrf
-from mahavishnu_assets.search.sql import Statement, text_statement, vector_statement
+from mahavishnu_assets.search.sql import Statement, prefix_statement, text_statement, vector_statement
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,22 @@ async def _run(conn: asyncpg.Connection, statement: Statement) -> list[asyncpg.R
     return await conn.fetch(statement.sql, *statement.args)
 
 
+async def _exact_hits(
+    conn: asyncpg.Connection,
+    space_id: int,
+    dims: int,
+    vector: Any,
+    k: int,
+    filters: SearchFilters,
+    repo_id: int | None,
+) -> list[Hit]:
+    if not filters.any:
+        hits = _hits(await _run(conn, prefix_statement(space_id, vector, k, 2 * k + 10)))
+        if len(hits) == k:
+            return hits
+    return _hits(await _run(conn, vector_statement(space_id, dims, vector, k, filters, repo_id, exact=True)))
+
+
 async def _vector_hits(
     conn: asyncpg.Connection,
     space_id: int,
@@ -127,9 +143,7 @@ async def _vector_hits(
     index = None if exact or vector_type(dims) is None else await usable_index(conn, space_id)
     if index is None:
         result.method = "exact"
-        return _hits(
-            await _run(conn, vector_statement(space_id, dims, vector, k, filters, repo_id, exact=True))
-        )
+        return await _exact_hits(conn, space_id, dims, vector, k, filters, repo_id)
     method = str(index["method"])
     value = int(index["search_value"] or 0)
     if method == "hnsw":
@@ -141,9 +155,7 @@ async def _vector_hits(
     await conn.execute("SELECT set_config($1, 'relaxed_order', true)", ITERATIVE_SCAN[method])
     hits = _hits(await _run(conn, vector_statement(space_id, dims, vector, k, filters, repo_id, exact=False)))
     if len(hits) < k:
-        exact_hits = _hits(
-            await _run(conn, vector_statement(space_id, dims, vector, k, filters, repo_id, exact=True))
-        )
+        exact_hits = await _exact_hits(conn, space_id, dims, vector, k, filters, repo_id)
         if len(exact_hits) > len(hits):
             result.exact_fallback = True
             return exact_hits

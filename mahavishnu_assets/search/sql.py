@@ -71,6 +71,31 @@ SELECT {RESULT_COLUMNS}, (1 - h.distance)::float8 AS score
     return Statement(sql, (vector, k, *extra))
 
 
+def prefix_statement(space_id: int, vector: object, k: int, depth: int) -> Statement:
+    """Exact search without filters, fast: the `depth` nearest hashes (with ties), then their chunks.
+
+    Every hash outside that prefix is strictly farther than every hash inside, so when the prefix yields k
+    chunks they are the true top k. It can yield fewer only when vectors without chunks crowd the prefix;
+    the caller then runs the full statement. (Joining chunks before ranking, as the full statement does,
+    costs several times the plain scan on large spaces.)
+    """
+    distance = exact_distance("$1")
+    sql = f"""WITH hits AS MATERIALIZED (
+    SELECT e.content_hash, {distance} AS distance
+      FROM mahavishnu.embeddings e
+     WHERE e.space_id = {int(space_id)}
+     ORDER BY {distance}
+     FETCH FIRST $3 ROWS WITH TIES
+)
+SELECT {RESULT_COLUMNS}, (1 - h.distance)::float8 AS score
+  FROM hits h
+  JOIN mahavishnu.chunks c ON c.content_hash = h.content_hash
+  JOIN mahavishnu.repositories r ON r.id = c.repo_id
+ ORDER BY h.distance, {TIE_ORDER}
+ LIMIT $2"""  # noqa: S608 - only integers and allowlisted SQL are interpolated
+    return Statement(sql, (vector, k, depth))
+
+
 # Three views of the query: all words as a phrase (an identifier split into words is a phrase), all words
 # anywhere, any word. Matching uses "any" (the GIN index); the score ranks phrase over all over any.
 TEXT_QUERY = """SELECT phraseto_tsquery('english', w) AS phrase_q, plainto_tsquery('english', w) AS all_q,
