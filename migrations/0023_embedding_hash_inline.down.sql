@@ -1,0 +1,1 @@
+ALTER TABLE mahavishnu.embeddings ALTER COLUMN content_hash SET STORAGE DEFAULT;
