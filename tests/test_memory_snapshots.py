@@ -541,3 +541,9 @@ async def test_only_changed_tables_are_compared(db: Database) -> None:
     await sm.restore(four["id"])
     async with db.connection() as conn:
         assert await digest(conn) == at_three
+
+
+async def test_search_with_an_unknown_configuration_is_a_clear_error(db: Database) -> None:
+    await manager(db).create()
+    with pytest.raises(SnapshotError, match="no_such_config"):
+        await manager(db, snapshot_search_config="no_such_config").search("anything")

@@ -190,50 +190,60 @@ class SnapshotManager:
         # Taken before the transaction so its snapshot sees every writer that finished preserving rows.
         await self._lock(conn, CAPTURE_LOCK, "take a snapshot (writers are updating snapshotted rows)")
         try:
-            async with conn.transaction(isolation="repeatable_read"):
-                row = await conn.fetchrow(
-                    f"""INSERT INTO {SCHEMA}.memory_snapshots (name, partition_key)
-                        VALUES (coalesce($1, 'snapshot-' || to_char(now() AT TIME ZONE 'UTC',
-                                'YYYY-MM-DD"T"HH24:MI:SS"Z"')), $2)
-                        RETURNING id""",
-                    name,
-                    partition_key,
-                )
-                assert row is not None
-                snapshot_id = int(row["id"])
-                # Tables no transaction visible to us changed since the last snapshot keep their open versions.
-                touched = {
-                    r["table_name"]
-                    for r in await conn.fetch(f"DELETE FROM {SCHEMA}.snapshot_touches RETURNING table_name")
-                }
-                first = not await conn.fetchval(
-                    f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.memory_snapshots WHERE id < $1)", snapshot_id
-                )
-                tables: dict[str, dict[str, int]] = {}
-                for table in TABLES:
-                    compare = first or table.name in touched
-                    tables[table.name] = await self._capture(conn, table, snapshot_id, compare=compare)
-                stats = {
-                    "compared_tables": sorted(t.name for t in TABLES if first or t.name in touched),
-                    "rows": {t: v["rows"] for t, v in tables.items()},
-                    "new_versions": {t: v["added"] for t, v in tables.items()},
-                    "closed_versions": {t: v["closed"] for t, v in tables.items()},
-                    "total_rows": sum(v["rows"] for v in tables.values()),
-                    "shared_rows": sum(v["rows"] - v["added"] for v in tables.values()),
-                    "seconds": round(time.perf_counter() - started, 4),
-                }
-                await conn.execute(
-                    f"UPDATE {SCHEMA}.memory_snapshots SET stats = $2 WHERE id = $1", snapshot_id, stats
-                )
-                # Lets REPEATABLE READ writers that started earlier detect this snapshot (see 0030).
-                await conn.execute(
-                    f"SELECT setval('{SCHEMA}.snapshot_clock', pg_current_xact_id()::text::bigint)"
-                )
-                result = await conn.fetchrow(
-                    f"SELECT * FROM {SCHEMA}.memory_snapshots WHERE id = $1", snapshot_id
-                )
+            return await self._capture_all(conn, name, partition_key, started)
+        except asyncpg.exceptions.LockNotAvailableError:
+            raise SnapshotError(
+                "Timed out waiting for a lock while taking the snapshot",
+                suggestion="A snapshot search or maintenance held the version tables; retry. Nothing was saved.",
+            ) from None
         finally:
             await self._unlock(conn, CAPTURE_LOCK)
+
+    async def _capture_all(
+        self, conn: asyncpg.Connection, name: str | None, partition_key: str | None, started: float
+    ) -> dict[str, Any]:
+        async with conn.transaction(isolation="repeatable_read"):
+            row = await conn.fetchrow(
+                f"""INSERT INTO {SCHEMA}.memory_snapshots (name, partition_key)
+                    VALUES (coalesce($1, 'snapshot-' || to_char(now() AT TIME ZONE 'UTC',
+                            'YYYY-MM-DD"T"HH24:MI:SS"Z"')), $2)
+                    RETURNING id""",
+                name,
+                partition_key,
+            )
+            assert row is not None
+            snapshot_id = int(row["id"])
+            # Tables no transaction visible to us changed since the last snapshot keep their open versions.
+            touched = {
+                r["table_name"]
+                for r in await conn.fetch(f"DELETE FROM {SCHEMA}.snapshot_touches RETURNING table_name")
+            }
+            first = not await conn.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.memory_snapshots WHERE id < $1)", snapshot_id
+            )
+            tables: dict[str, dict[str, int]] = {}
+            for table in TABLES:
+                compare = first or table.name in touched
+                tables[table.name] = await self._capture(conn, table, snapshot_id, compare=compare)
+            stats = {
+                "compared_tables": sorted(t.name for t in TABLES if first or t.name in touched),
+                "rows": {t: v["rows"] for t, v in tables.items()},
+                "new_versions": {t: v["added"] for t, v in tables.items()},
+                "closed_versions": {t: v["closed"] for t, v in tables.items()},
+                "total_rows": sum(v["rows"] for v in tables.values()),
+                "shared_rows": sum(v["rows"] - v["added"] for v in tables.values()),
+                "seconds": round(time.perf_counter() - started, 4),
+            }
+            await conn.execute(
+                f"UPDATE {SCHEMA}.memory_snapshots SET stats = $2 WHERE id = $1", snapshot_id, stats
+            )
+            # Lets REPEATABLE READ writers that started earlier detect this snapshot (see 0030).
+            await conn.execute(
+                f"SELECT setval('{SCHEMA}.snapshot_clock', pg_current_xact_id()::text::bigint)"
+            )
+            result = await conn.fetchrow(
+                f"SELECT * FROM {SCHEMA}.memory_snapshots WHERE id = $1", snapshot_id
+            )
         logger.info(
             "Snapshot %s taken: %s rows, %s new versions",
             snapshot_id,
@@ -640,33 +650,31 @@ class SnapshotManager:
                          WHERE v.data IS NOT NULL AND {_visible("v")}
                            AND to_tsvector($2::regconfig, v.data->>'content') @@ q.q"""
                 )
-            rows = await conn.fetch(
-                f"""WITH q AS (SELECT websearch_to_tsquery($2::regconfig, $3) AS q),
-                    hits AS (SELECT * FROM ({" UNION ALL ".join(parts)}) x
-                              ORDER BY rank DESC, source, id LIMIT $4)
-                    SELECT hits.*, ts_headline($2::regconfig, content, q.q,
-                                               'MaxFragments=2, MaxWords=20, MinWords=5') AS headline
-                      FROM hits, q ORDER BY rank DESC, source, id""",
-                snapshot_id,
-                config,
-                query,
-                k,
-            )
-        return [
-            {
-                "snapshot_id": snapshot_id,
-                "table": r["source"],
-                "id": r["id"],
-                "rank": round(float(r["rank"]), 6),
-                "content": r["content"],
-                "headline": r["headline"],
-                "path": r["path"],
-                "start_line": r["start_line"],
-                "end_line": r["end_line"],
-                "memory_type": r["memory_type"],
-            }
-            for r in rows
-        ]
+            try:
+                rows = await self._search_rows(conn, parts, snapshot_id, config, query, k)
+            except asyncpg.exceptions.UndefinedObjectError:
+                raise SnapshotError(
+                    f"Text search configuration {config!r} does not exist on this server",
+                    suggestion="Set memory.snapshot_search_config to one listed in pg_ts_config (english, simple).",
+                ) from None
+        return [_hit(snapshot_id, r) for r in rows]
+
+    async def _search_rows(
+        self, conn: asyncpg.Connection, parts: list[str], snapshot_id: int, config: str, query: str, k: int
+    ) -> list[asyncpg.Record]:
+        rows = await conn.fetch(
+            f"""WITH q AS (SELECT websearch_to_tsquery($2::regconfig, $3) AS q),
+                hits AS (SELECT * FROM ({" UNION ALL ".join(parts)}) x
+                          ORDER BY rank DESC, source, id LIMIT $4)
+                SELECT hits.*, ts_headline($2::regconfig, content, q.q,
+                                           'MaxFragments=2, MaxWords=20, MinWords=5') AS headline
+                  FROM hits, q ORDER BY rank DESC, source, id""",
+            snapshot_id,
+            config,
+            query,
+            k,
+        )
+        return list(rows)
 
     async def stats(self) -> dict[str, Any]:
         """How many snapshots, how many row versions back them, and how much sharing saves."""
@@ -719,6 +727,21 @@ async def _stored_text_vector(conn: asyncpg.Connection, table: str) -> tuple[str
         return None
     found = re.search(r"'([A-Za-z_][A-Za-z0-9_.]*)'::regconfig", row["expr"])
     return row["attname"], row["expr"], found.group(1) if found else None
+
+
+def _hit(snapshot_id: int, r: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "snapshot_id": snapshot_id,
+        "table": r["source"],
+        "id": r["id"],
+        "rank": round(float(r["rank"]), 6),
+        "content": r["content"],
+        "headline": r["headline"],
+        "path": r["path"],
+        "start_line": r["start_line"],
+        "end_line": r["end_line"],
+        "memory_type": r["memory_type"],
+    }
 
 
 def _literal(text: str) -> str:
