@@ -145,7 +145,7 @@ class IndexSettings(BaseModel):
     hnsw_m: int = Field(default=16, ge=2, le=100)
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
     drift_factor: float = Field(default=2.0, gt=1)
-    recall_sample_queries: int = Field(default=50, ge=1)
+    recall_sample_queries: int = Field(default=100, ge=1)
     max_maintenance_work_mem_mb: int = Field(default=2048, ge=64)
 
 

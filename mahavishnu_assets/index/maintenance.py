@@ -275,7 +275,7 @@ def _report(
     }
     if measurement is not None:
         out["speedup"] = measurement.speedup
-        out["tried"] = [{"value": v, "recall": r} for v, r in measurement.tried]
+        out["tried"] = [{"value": v, "recall": r, "recall_lower_bound": lb} for v, r, lb in measurement.tried]
     return out
 
 

@@ -21,6 +21,7 @@ QUERY_NOISE = 0.6  # a query has cosine ~0.86 with the stored vector it came fro
 # Any fixed seed makes measurements repeatable; not 0, which synthetic test data is often generated with (the
 # offsets would then be the very directions the data was built from).
 QUERY_SEED = 0x5EED_1DEA
+CONFIDENCE_Z = 1.645
 IVFFLAT_PROBES = [
     1,
     2,
@@ -115,7 +116,7 @@ class Measurement:
     ann: Latency | None = None
     search_param: str | None = None
     search_value: int | None = None
-    tried: list[tuple[int, float]] = field(default_factory=list)
+    tried: list[tuple[int, float, float]] = field(default_factory=list)  # (value, recall, lower bound)
 
     @property
     def speedup(self) -> float | None:
@@ -227,15 +228,22 @@ async def uses_index(conn: asyncpg.Connection, space_id: int, dimensions: int, i
     return f'"{index_name}"' in str(plan)
 
 
+def per_query_recall(truth: list[list[bytes]], found: list[list[bytes]]) -> list[float]:
+    return [len(set(want) & set(got)) / len(want) for want, got in zip(truth, found, strict=True) if want]
+
+
 def recall(truth: list[list[bytes]], found: list[list[bytes]]) -> float:
-    total = 0.0
-    counted = 0
-    for want, got in zip(truth, found, strict=True):
-        if not want:
-            continue
-        total += len(set(want) & set(got)) / len(want)
-        counted += 1
-    return round(total / counted, 4) if counted else 1.0
+    values = per_query_recall(truth, found)
+    return round(sum(values) / len(values), 4) if values else 1.0
+
+
+def recall_lower_bound(values: list[float]) -> float:
+    """A one-sided 95% lower bound of the mean recall: the sample is small, and picking the smallest value
+    that reaches the target on it would otherwise fall short on other queries about half the time."""
+    if len(values) < 2:
+        return values[0] if values else 1.0
+    mean = float(np.mean(values))
+    return mean - CONFIDENCE_Z * float(np.std(values, ddof=1)) / len(values) ** 0.5
 
 
 async def tune(
@@ -247,33 +255,36 @@ async def tune(
     queries: np.ndarray,
     truth: list[list[bytes]],
     target: float,
-) -> tuple[int, float, list[tuple[int, float]]]:
-    """The smallest search parameter reaching `target` recall (binary search: recall grows with it).
+) -> tuple[int, float, list[tuple[int, float, float]]]:
+    """The smallest search parameter whose recall reaches `target` with 95% confidence (binary search:
+    recall grows with the parameter).
 
-    When even the largest value misses the target, that value is returned with its recall, and the blocking
-    asset check reports the miss.
+    When even the largest value misses, that value is returned with its recall, and the blocking asset check
+    reports the miss.
     """
     values = candidates(method, params)
-    seen: dict[int, float] = {}
+    seen: dict[int, list[float]] = {}
 
-    async def recall_at(value: int) -> float:
+    async def reaches(value: int) -> bool:
         if value not in seen:
             found, _ = await ann_topk(conn, space_id, dimensions, method, value, queries)
-            seen[value] = recall(truth, found)
-        return seen[value]
+            seen[value] = per_query_recall(truth, found)
+        return recall_lower_bound(seen[value]) >= target or min(seen[value], default=1.0) >= target
 
     lo, hi = 0, len(values) - 1
-    if await recall_at(values[hi]) < target:
+    if not await reaches(values[hi]):
         best = values[hi]
     else:
         while lo < hi:
             mid = (lo + hi) // 2
-            if await recall_at(values[mid]) >= target:
+            if await reaches(values[mid]):
                 hi = mid
             else:
                 lo = mid + 1
         best = values[lo]
-    return best, await recall_at(best), sorted(seen.items())
+    mean = lambda v: round(sum(seen[v]) / len(seen[v]), 4) if seen[v] else 1.0  # noqa: E731
+    tried = sorted((v, mean(v), round(recall_lower_bound(seen[v]), 4)) for v in seen)
+    return best, mean(best), tried
 
 
 async def measure(

@@ -113,3 +113,22 @@ async def usable_index(conn: asyncpg.Connection, space_id: int) -> dict[str, Any
         SCHEMA,
     )
     return dict(row) if row else None
+
+
+async def space_search_info(conn: asyncpg.Connection, space_id: int) -> dict[str, Any] | None:
+    """In one round trip: the space's dimensions, its recorded index and tuned parameter, and whether that
+    index exists and is valid right now (None when the space does not exist)."""
+    row = await conn.fetchrow(
+        """SELECT s.dimensions, a.method, a.search_param, a.search_value,
+                  COALESCE(a.method <> 'exact' AND EXISTS (
+                      SELECT 1 FROM pg_class c
+                        JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = $2
+                        JOIN pg_index i ON i.indexrelid = c.oid AND i.indisvalid AND i.indisready
+                       WHERE c.relname = a.index_name), false) AS usable
+             FROM mahavishnu.embedding_spaces s
+             LEFT JOIN mahavishnu.vector_indexes a ON a.space_id = s.id
+            WHERE s.id = $1""",
+        space_id,
+        SCHEMA,
+    )
+    return dict(row) if row else None

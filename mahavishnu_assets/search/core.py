@@ -16,8 +16,8 @@ import asyncpg
 
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.errors import SearchError
-from mahavishnu_assets.index.plan import vector_type
-from mahavishnu_assets.index.registry import usable_index
+from mahavishnu_assets.index.plan import SEARCH_PARAM, vector_type
+from mahavishnu_assets.index.registry import space_search_info
 from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
 from mahavishnu_assets.search.fusion import rrf
 from mahavishnu_assets.search.sql import Statement, prefix_statement, text_statement, vector_statement
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 Mode = Literal["vector", "text", "hybrid"]
 MODES: tuple[str, ...] = ("vector", "text", "hybrid")
 ITERATIVE_SCAN = {"hnsw": "hnsw.iterative_scan", "ivfflat": "ivfflat.iterative_scan"}
+# Filter values change the best plan (a small repository: start from its chunks), so never a generic plan.
+CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 @dataclass(frozen=True)
@@ -95,15 +97,6 @@ async def _repo_id(conn: asyncpg.Connection, filters: SearchFilters) -> tuple[in
     return repo_id, repo_id is not None
 
 
-async def space_dimensions(conn: asyncpg.Connection, space_id: int) -> int:
-    dims = await conn.fetchval("SELECT dimensions FROM mahavishnu.embedding_spaces WHERE id = $1", space_id)
-    if dims is None:
-        raise SearchError(
-            f"Embedding space {space_id} does not exist", suggestion="Ingest a repository first."
-        )
-    return int(dims)
-
-
 async def _run(conn: asyncpg.Connection, statement: Statement) -> list[asyncpg.Record]:
     return await conn.fetch(statement.sql, *statement.args)
 
@@ -134,25 +127,37 @@ async def _vector_hits(
     exact: bool,
     result: SearchResult,
 ) -> list[Hit]:
-    dims = await space_dimensions(conn, space_id)
+    info = await space_search_info(conn, space_id)
+    if info is None:
+        raise SearchError(
+            f"Embedding space {space_id} does not exist", suggestion="Ingest a repository first."
+        )
+    dims = int(info["dimensions"])
     if hasattr(vector, "__len__") and len(vector) != dims:
         raise SearchError(
             f"The query vector has {len(vector)} dimensions; embedding space {space_id} has {dims}",
             suggestion="Embed the query with the model that embedded the corpus.",
         )
-    index = None if exact or vector_type(dims) is None else await usable_index(conn, space_id)
-    if index is None:
+    if exact or not info["usable"] or vector_type(dims) is None:
         result.method = "exact"
+        await conn.execute(CUSTOM_PLANS)
         return await _exact_hits(conn, space_id, dims, vector, k, filters, repo_id)
-    method = str(index["method"])
-    value = int(index["search_value"] or 0)
+    method = str(info["method"])
+    value = int(info["search_value"] or 0)
     if method == "hnsw":
         value = max(value or 40, k)  # HNSW returns at most ef_search rows per scan pass
     result.method = method
-    if index["search_param"] and value:
-        await conn.execute("SELECT set_config($1, $2, true)", index["search_param"], str(value))
-        result.search_params = {str(index["search_param"]): value}
-    await conn.execute("SELECT set_config($1, 'relaxed_order', true)", ITERATIVE_SCAN[method])
+    param = str(info["search_param"] or SEARCH_PARAM[method])
+    if value:
+        result.search_params = {param: value}
+    # One round trip: custom plans (filter values matter), the tuned parameter, iterative scans for filters.
+    await conn.execute(
+        "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config($1, $2, true), "
+        "set_config($3, 'relaxed_order', true)",
+        param,
+        str(value) if value else "",
+        ITERATIVE_SCAN[method],
+    )
     hits = _hits(await _run(conn, vector_statement(space_id, dims, vector, k, filters, repo_id, exact=False)))
     if len(hits) < k:
         exact_hits = await _exact_hits(conn, space_id, dims, vector, k, filters, repo_id)
@@ -189,7 +194,6 @@ async def search(
     depth = k if mode != "hybrid" else min(1000, candidates or max(4 * k, 40))
     result = SearchResult(results=[], mode=mode, space_id=space_id)
     async with db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         repo_id, found = await _repo_id(conn, filters)
         if not found:
             result.notices.append(f"no repository named {filters.repo!r}")
@@ -201,6 +205,8 @@ async def search(
             vector_hits = await _vector_hits(conn, space_id, vector, depth, filters, repo_id, exact, result)
         if mode in ("text", "hybrid"):
             assert text is not None
+            if mode == "text":
+                await conn.execute(CUSTOM_PLANS)
             text_hits = _hits(await _run(conn, text_statement(text, depth, filters, repo_id)))
     if mode == "vector":
         result.results = [_ranked(h, vector_rank=i) for i, h in enumerate(vector_hits[:k], 1)]
