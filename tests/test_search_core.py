@@ -262,3 +262,13 @@ async def test_text_statement_can_use_the_gin_index_and_handles_empty_queries(db
     for nothing in ("", "   ", "the and of", "!!! ??? ---", "'", "\x00"):
         result = await search(db, mode="text", text=nothing, k=5)
         assert result.results == []
+
+
+async def test_an_index_whose_tuning_failed_still_serves_searches(db: Database) -> None:
+    space_id, vectors = await corpus(db, count=1500)
+    report = await build(db, space_id, "ivfflat")
+    async with db.connection() as conn:
+        await conn.execute("UPDATE mahavishnu.vector_indexes SET search_param = NULL, search_value = NULL")
+    result = await search(db, mode="vector", vector=vectors[3], space_id=space_id, k=10)
+    assert result.method == "ivfflat" and len(result.results) == 10
+    assert result.search_params == {"ivfflat.probes": round(report["params"]["lists"] ** 0.5)}

@@ -119,7 +119,7 @@ async def space_search_info(conn: asyncpg.Connection, space_id: int) -> dict[str
     """In one round trip: the space's dimensions, its recorded index and tuned parameter, and whether that
     index exists and is valid right now (None when the space does not exist)."""
     row = await conn.fetchrow(
-        """SELECT s.dimensions, a.method, a.search_param, a.search_value,
+        """SELECT s.dimensions, a.method, a.params, a.search_param, a.search_value,
                   COALESCE(a.method <> 'exact' AND EXISTS (
                       SELECT 1 FROM pg_class c
                         JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = $2

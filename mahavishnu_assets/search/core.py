@@ -144,18 +144,20 @@ async def _vector_hits(
         return await _exact_hits(conn, space_id, dims, vector, k, filters, repo_id)
     method = str(info["method"])
     value = int(info["search_value"] or 0)
+    if not value:  # built but never tuned (measurement failed): pgvector's starting points
+        lists = int((info["params"] or {}).get("lists", 100))
+        value = 40 if method == "hnsw" else max(1, round(lists**0.5))
     if method == "hnsw":
-        value = max(value or 40, k)  # HNSW returns at most ef_search rows per scan pass
+        value = max(value, k)  # HNSW returns at most ef_search rows per scan pass
     result.method = method
     param = str(info["search_param"] or SEARCH_PARAM[method])
-    if value:
-        result.search_params = {param: value}
+    result.search_params = {param: value}
     # One round trip: custom plans (filter values matter), the tuned parameter, iterative scans for filters.
     await conn.execute(
         "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config($1, $2, true), "
         "set_config($3, 'relaxed_order', true)",
         param,
-        str(value) if value else "",
+        str(value),
         ITERATIVE_SCAN[method],
     )
     hits = _hits(await _run(conn, vector_statement(space_id, dims, vector, k, filters, repo_id, exact=False)))
