@@ -133,6 +133,8 @@ class IngestSettings(BaseModel):
     # thread), used when at least process_min_files files must be read.
     reader_processes: int | None = Field(default=None, ge=0, le=64)
     process_min_files: int = Field(default=200, ge=1)
+    # Connections writing file batches in parallel (each batch is still one transaction).
+    writer_connections: int = Field(default=2, ge=1, le=16)
 
 
 class IndexSettings(BaseModel):

@@ -46,6 +46,40 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def ingest_status(settings: Any, db: Any) -> dict[str, Any]:
+    """Per repository: last ingest, its outcome, files and chunks (merged into `mahavishnu status`)."""
+    async with db.connection() as conn:
+        exists = await conn.fetchval("SELECT to_regclass('mahavishnu.ingest_runs') IS NOT NULL")
+        if not exists:
+            return {}
+        rows = await conn.fetch(
+            """SELECT r.name, r.root_path, r.head_commit, r.last_ingested_at,
+                      (SELECT count(*) FROM mahavishnu.source_files f WHERE f.repo_id = r.id) AS files,
+                      (SELECT count(*) FROM mahavishnu.chunks c WHERE c.repo_id = r.id) AS chunks,
+                      (SELECT status FROM mahavishnu.ingest_runs i WHERE i.repo_id = r.id
+                       ORDER BY i.id DESC LIMIT 1) AS last_run
+               FROM mahavishnu.repositories r ORDER BY r.name"""
+        )
+    repos = [
+        {
+            "name": r["name"],
+            "path": r["root_path"],
+            "commit": r["head_commit"],
+            "last_ingested_at": r["last_ingested_at"].isoformat() if r["last_ingested_at"] else None,
+            "files": r["files"],
+            "chunks": r["chunks"],
+            "last_run": r["last_run"],
+        }
+        for r in rows
+    ]
+    advice = [
+        f"The last ingest of {r['name']} was {r['last_run']}: run `mahavishnu ingest {r['path']} --name {r['name']}`."
+        for r in repos
+        if r["last_run"] in ("failed", "abandoned")
+    ]
+    return {"repositories": repos, "ingest_recommendations": advice}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(
         sub, "ingest", ingest, "incremental ingest of one repository (registers it)", render=render
@@ -53,3 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("path", help="the repository's folder (a git work tree or a plain folder)")
     parser.add_argument("--name", help="the repository's name (default: the folder's name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
+    from mahavishnu_assets.cli import server
+
+    if ingest_status not in server.STATUS_EXTENSIONS:
+        server.STATUS_EXTENSIONS.append(ingest_status)

@@ -22,7 +22,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # Bumped whenever chunk boundaries change for the same input: stored files are then re-chunked.
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"
 
 TREE_SITTER_LANGUAGES = ("python", "javascript", "typescript", "tsx", "go", "rust")
 MARKDOWN = "markdown"
@@ -320,7 +320,9 @@ def _windows(
         out.append((start, end))
         if end >= last:
             break
-        start = max(start + 1, end + 1 - step_back)
+        # Overlap at most a quarter of the window: long lines make short windows, which a fixed overlap
+        # would mostly duplicate.
+        start = max(start + 1, end + 1 - min(step_back, (end - start + 1) // 4))
     return out
 
 

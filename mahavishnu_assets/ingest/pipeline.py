@@ -592,12 +592,12 @@ class Ingest:
                             batch, limit = _Batch(), ing.file_batch_size
                 if batch.files_read:
                     await chunked.put(batch)
+                for _ in range(depth):
+                    await chunked.put(None)
             finally:
                 for future in pending:
                     future.cancel()
                 executor.shutdown(wait=False, cancel_futures=True)
-                for _ in range(depth):
-                    await chunked.put(None)
 
         async def embedder_worker() -> None:
             while (batch := await chunked.get()) is not None:
@@ -605,52 +605,76 @@ class Ingest:
                 await self._embed_batch(batch, space_id)
                 busy["embed"] += time.perf_counter() - began
                 await embedded.put(batch)
-            await embedded.put(None)
+
+        writers = max(1, ing.writer_connections)
+
+        async def embedding() -> None:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(depth):
+                    group.create_task(embedder_worker())
+            for _ in range(writers):
+                await embedded.put(None)
 
         async def writer() -> None:
-            finished = 0
-            while finished < depth:
-                batch = await embedded.get()
-                if batch is None:
-                    finished += 1
-                    continue
-                began = time.perf_counter()
-                outcome = await self._write(
-                    conn, batch, repo_id=repo_id, key=key, space_id=space_id, commit=commit
-                )
-                busy["write"] += time.perf_counter() - began
-                result.files_read += batch.files_read
-                result.files_added += batch.added
-                result.files_modified += batch.modified
-                result.files_unchanged += batch.unchanged
-                result.files_changed += len(batch.files)
-                result.files_deleted += outcome.files_deleted
-                result.chunks_written += outcome.chunks_written
-                result.chunks_deleted += outcome.chunks_deleted
-                result.embeddings_computed += batch.computed
-                needed = {c.content_hash for f in batch.files for c in f.chunks}
-                result.embeddings_reused += len(needed - batch.mine)
-                skipped.update(batch.skip_reasons)
-                self.progress.files_done += batch.files_read
-                self.progress.chunks_written += outcome.chunks_written
-                await store.update_run(
-                    conn, result.run_id or 0, self.progress.files_total, self.progress.files_done
-                )
-                self._tick()
+            # Each writer has its own connection: file batches touch disjoint paths, and vectors are merged in
+            # content-hash order, so parallel transactions cannot deadlock.
+            async with self.db.connection() as wconn:
+                while (batch := await embedded.get()) is not None:
+                    began = time.perf_counter()
+                    outcome = await self._write(
+                        wconn, batch, repo_id=repo_id, key=key, space_id=space_id, commit=commit
+                    )
+                    busy["write"] += time.perf_counter() - began
+                    result.files_read += batch.files_read
+                    result.files_added += batch.added
+                    result.files_modified += batch.modified
+                    result.files_unchanged += batch.unchanged
+                    result.files_changed += len(batch.files)
+                    result.files_deleted += outcome.files_deleted
+                    result.chunks_written += outcome.chunks_written
+                    result.chunks_deleted += outcome.chunks_deleted
+                    result.embeddings_computed += batch.computed
+                    needed = {c.content_hash for f in batch.files for c in f.chunks}
+                    result.embeddings_reused += len(needed - batch.mine)
+                    skipped.update(batch.skip_reasons)
+                    self.progress.files_done += batch.files_read
+                    self.progress.chunks_written += outcome.chunks_written
+                    await store.update_run(
+                        wconn, result.run_id or 0, self.progress.files_total, self.progress.files_done
+                    )
+                    self._tick()
 
-        tasks = [
-            asyncio.create_task(reader(), name="ingest-reader"),
-            *(asyncio.create_task(embedder_worker(), name=f"ingest-embed-{i}") for i in range(depth)),
-            asyncio.create_task(writer(), name="ingest-writer"),
-        ]
+        # A failing stage cancels the others; the batches already committed stay (each is complete).
         try:
-            await asyncio.gather(*tasks)
-            result.phases.update({f"{k}_busy": v for k, v in busy.items()})
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+            async with asyncio.TaskGroup() as group:
+                group.create_task(reader(), name="ingest-reader")
+                group.create_task(embedding(), name="ingest-embed")
+                for i in range(writers):
+                    group.create_task(writer(), name=f"ingest-writer-{i}")
+        except BaseExceptionGroup as failure:
+            raise _first_error(failure) from None
+        result.phases.update({f"{k}_busy": v for k, v in busy.items()})
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error that stopped the pipeline (ours first), out of the group a TaskGroup raises."""
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            leaves.append(error)
+
+    walk(group)
+    for error in leaves:
+        if isinstance(error, MahavishnuError):
+            return error
+    for error in leaves:
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return leaves[0] if leaves else group
 
 
 async def ingest_repository(

@@ -203,7 +203,10 @@ async def _ensure_stage(conn: asyncpg.Connection) -> None:
 async def insert_embeddings(
     conn: asyncpg.Connection, space_id: int, dimensions: int, embeddings: dict[bytes, Any]
 ) -> int:
-    """Merge vectors into the cache (inside the caller's transaction); a concurrent writer's copy wins."""
+    """Merge vectors into the cache (inside the caller's transaction); a concurrent writer's copy wins.
+
+    Rows go in content-hash order so that concurrent writers take row locks in one order (no deadlock).
+    """
     if not embeddings:
         return 0
     await _ensure_stage(conn)
@@ -214,7 +217,7 @@ async def insert_embeddings(
     )
     status = await conn.execute(
         f"""INSERT INTO mahavishnu.embeddings (space_id, content_hash, dimensions, embedding)
-            SELECT $1, content_hash, $2, embedding FROM {_STAGE_EMBEDDINGS}
+            SELECT $1, content_hash, $2, embedding FROM {_STAGE_EMBEDDINGS} ORDER BY content_hash
             ON CONFLICT (space_id, content_hash) DO NOTHING""",  # noqa: S608 - constant table name
         space_id,
         dimensions,
