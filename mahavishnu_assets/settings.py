@@ -129,7 +129,7 @@ class IngestSettings(BaseModel):
     # Delete embeddings no chunk references any more at the end of an ingest that removed chunks.
     prune_unreferenced_embeddings: bool = True
     nightly_cron: str = "0 3 * * *"
-    # Worker processes that read and chunk files beside the event loop (None: CPUs - 1, at most 4; 0: a
+    # Worker processes that read and chunk files beside the event loop (None: one per CPU, at most 4; 0: a
     # thread), used when at least process_min_files files must be read.
     reader_processes: int | None = Field(default=None, ge=0, le=64)
     process_min_files: int = Field(default=200, ge=1)

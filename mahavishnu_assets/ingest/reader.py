@@ -97,7 +97,8 @@ def _warm() -> None:
 
 def make_executor(files: int, *, processes: int | None, min_files: int) -> tuple[Executor, int]:
     """A process pool for big jobs (so chunking runs beside the event loop), else one thread."""
-    workers = processes if processes is not None else max(1, min(4, (os.cpu_count() or 2) - 1))
+    # As many workers as CPUs (at most 4): reading overlaps chunking, and the event loop mostly waits.
+    workers = processes if processes is not None else max(1, min(4, os.cpu_count() or 2))
     if workers > 0 and files >= min_files:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         context = multiprocessing.get_context(method)
