@@ -16,7 +16,9 @@ async def test_vector_codec_round_trip(db: Database) -> None:
     async with db.connection() as conn:
         value = await conn.fetchval("SELECT '[1,2,3]'::vector")
         assert np.allclose(value.to_numpy(), [1, 2, 3])
-        back = await conn.fetchval("SELECT $1::vector <-> '[1,2,4]'::vector", np.array([1, 2, 3], dtype=np.float32))
+        back = await conn.fetchval(
+            "SELECT $1::vector <-> '[1,2,4]'::vector", np.array([1, 2, 3], dtype=np.float32)
+        )
         assert back == pytest.approx(1.0)
 
 

@@ -23,7 +23,11 @@ def test_defaults(settings_dir: Path) -> None:
 
 
 def test_precedence_defaults_committed_local_env(settings_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write(settings_dir, "mahavishnu.yaml", "postgres:\n  pool_max_size: 11\n  pool_min_size: 2\nembed_model: a\n")
+    write(
+        settings_dir,
+        "mahavishnu.yaml",
+        "postgres:\n  pool_max_size: 11\n  pool_min_size: 2\nembed_model: a\n",
+    )
     s = load_settings()
     assert (s.postgres.pool_max_size, s.postgres.pool_min_size, s.embed_model) == (11, 2, "a")
 
@@ -50,7 +54,9 @@ def test_interface_variables(settings_dir: Path, monkeypatch: pytest.MonkeyPatch
     assert s.ollama.host == "http://10.0.0.5:11434"
 
 
-def test_bad_env_value_names_field_source_and_fix(settings_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_env_value_names_field_source_and_fix(
+    settings_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MAHAVISHNU_POSTGRES__POOL_MAX_SIZE", "lots")
     with pytest.raises(ConfigurationError) as info:
         load_settings()

@@ -196,7 +196,9 @@ class Database:
         except Exception as exc:
             raise connection_error(self.target, exc) from None
 
-    async def adjust_pool_size(self, *, min_size: int | None = None, max_size: int | None = None) -> PoolConfig:
+    async def adjust_pool_size(
+        self, *, min_size: int | None = None, max_size: int | None = None
+    ) -> PoolConfig:
         """Resize the open pool: new acquires use a new pool, the old one closes once its connections return."""
         min_size = self.config.min_size if min_size is None else min_size
         max_size = self.config.max_size if max_size is None else max_size
