@@ -183,3 +183,31 @@ async def test_concurrent_ingests_of_one_repository_take_turns(
     assert one.embeddings_computed + two.embeddings_computed == max(
         one.embeddings_computed, two.embeddings_computed
     )
+
+
+async def test_shared_contents_across_many_concurrent_batches_are_embedded_once(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    # Every file repeats the same boilerplate sections and has one of its own, in batches of one file with
+    # several batches in flight and two writers: in-flight vectors are shared, never computed twice.
+    shared = "\n\n".join(f"# Shared section {i}\n\nThe same words in every file, part {i}." for i in range(3))
+    files = {
+        f"docs/page{i:02d}.md": f"{shared}\n\n# Own section\n\nOnly page {i} says this.\n" for i in range(40)
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    settings = ingest_settings(
+        database,
+        tmp_path / "home",
+        stub.url,
+        file_batch_size=1,
+        pipeline_depth=4,
+        writer_connections=2,
+        max_chunk_chars=100,
+    )
+    stub.configure(delay_per_text=0.002, parallel=4)
+    result = await ingest_repository(db, settings, repo)
+    assert result.files_changed == 40
+    async with db.connection() as conn:
+        distinct = await conn.fetchval("SELECT count(DISTINCT content_hash) FROM mahavishnu.chunks")
+    assert result.embeddings_computed == distinct
+    assert max(stub.stats.text_counts.values()) == 1  # the probe's text aside, each content once

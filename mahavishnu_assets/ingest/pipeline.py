@@ -168,6 +168,7 @@ class _Batch:
     vectors: dict[bytes, Any] = field(default_factory=dict)
     rejected: set[bytes] = field(default_factory=set)
     mine: set[bytes] = field(default_factory=set)  # hashes this batch embedded itself
+    owned: dict[bytes, asyncio.Future[Any]] = field(default_factory=dict)  # in-flight entries it created
     computed: int = 0
 
     @property
@@ -261,11 +262,13 @@ class Ingest:
         theirs: dict[bytes, asyncio.Future[Any]] = {}
         loop = asyncio.get_running_loop()
         for h in candidates:
-            if h in present:
+            # Written by another batch while we looked in the database: in the cache now.
+            if h in present or h in self._written:
                 continue
             future = self._inflight.get(h)
             if future is None:
-                self._inflight[h] = loop.create_future()
+                future = self._inflight[h] = loop.create_future()
+                batch.owned[h] = future
                 mine.append(h)
             else:
                 theirs[h] = future
@@ -274,13 +277,14 @@ class Ingest:
                 vectors = await self._embed_texts([needed[h] for h in mine])
             except BaseException as exc:
                 for h in mine:
-                    future = self._inflight.pop(h)
+                    self._forget(h, batch.owned[h])
+                    future = batch.owned[h]
                     if not future.done():
                         future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
                         future.exception()  # marked retrieved: the batch's own error is what gets reported
                 raise
             for h, vector in zip(mine, vectors, strict=True):
-                self._inflight[h].set_result(vector)
+                batch.owned[h].set_result(vector)
                 if vector is None:
                     batch.rejected.add(h)
                 else:
@@ -294,6 +298,12 @@ class Ingest:
                 batch.rejected.add(h)
             else:
                 batch.vectors[h] = vector
+
+    def _forget(self, content_hash: bytes, future: asyncio.Future[Any]) -> None:
+        """Drop an in-flight entry, only if it is still the one this batch created (another may have replaced
+        it after this batch's vector was written)."""
+        if self._inflight.get(content_hash) is future:
+            del self._inflight[content_hash]
 
     # -- writer ---------------------------------------------------------------------------------------------
     async def _write(
@@ -352,8 +362,8 @@ class Ingest:
         else:
             raise IngestError("Embeddings kept vanishing during the write; is another process pruning them?")
         self._written.update(vectors)
-        for h in vectors:
-            self._inflight.pop(h, None)
+        for h, future in batch.owned.items():
+            self._forget(h, future)
         batch.files = files
         return outcome
 
