@@ -205,7 +205,7 @@ def test_schedules_request_deterministic_runs() -> None:
     )
     assert hourly.run_key == "hourly-cleanup:2026-11-22T14:05Z"
     assert hourly.run_config["ops"]["memory_maintenance"]["config"]["vacuum"] is False
-    daily = defs.get_schedule_def("memory_snapshot_daily")
+    daily = defs.resolve_schedule_def("memory_snapshot_daily")
     assert daily.cron_schedule == "15 2 * * *"
     ctx = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 2, 15, tzinfo=UTC))
     requests = daily.evaluate_tick(ctx).run_requests
