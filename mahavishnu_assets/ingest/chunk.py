@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import logging
 import threading
 from dataclasses import dataclass
@@ -258,11 +259,7 @@ class _Lines:
     """Offsets of line starts, to turn a character offset into a 1-based line number."""
 
     def __init__(self, text: str, lines: list[str]) -> None:
-        self.starts = [0]
-        offset = 0
-        for line in lines[:-1]:
-            offset += len(line) + 1
-            self.starts.append(offset)
+        self.starts = [0, *itertools.accumulate(len(line) + 1 for line in lines[:-1])]
 
     def line_of(self, offset: int) -> int:
         return bisect.bisect_right(self.starts, offset)
@@ -331,7 +328,7 @@ def _limit(lines: list[str], ranges: list[tuple[int, int]], options: ChunkOption
     hard = 2 * options.max_chunk_chars
     out: list[tuple[int, int]] = []
     for start, end in ranges:
-        size = sum(len(lines[i]) + 1 for i in range(start - 1, end))
+        size = sum(map(len, lines[start - 1 : end])) + end - start + 1
         if size > hard and end > start:
             out.extend(_windows(lines, start, end, options, overlap=False))
         else:
@@ -346,7 +343,7 @@ def _merge_small(
     out: list[tuple[int, int]] = []
     sizes: list[int] = []
     for start, end in ranges:
-        size = sum(len(lines[i]) + 1 for i in range(start - 1, end))
+        size = sum(map(len, lines[start - 1 : end])) + end - start + 1
         if out and out[-1][1] + 1 >= start and sizes[-1] + size <= options.max_chunk_chars:
             out[-1] = (out[-1][0], end)
             sizes[-1] += size

@@ -107,7 +107,8 @@ def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> Any:
                 "nothing of this batch was written",
             )
     try:
-        matrix = np.asarray(vectors, dtype=np.float32).reshape(count, dimensions)
+        # Big-endian float32 is pgvector's wire format: the binary COPY then sends rows without converting.
+        matrix = np.asarray(vectors, dtype=">f4").reshape(count, dimensions)
         finite = bool(np.isfinite(matrix).all())
     except (TypeError, ValueError, OverflowError):
         finite = False

@@ -100,8 +100,12 @@ def make_executor(files: int, *, processes: int | None, min_files: int) -> tuple
     # As many workers as CPUs (at most 4): reading overlaps chunking, and the event loop mostly waits.
     workers = processes if processes is not None else max(1, min(4, os.cpu_count() or 2))
     if workers > 0 and files >= min_files:
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            # A fork server (safe with threads, unlike fork) that imports llama-index once for all workers.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["mahavishnu_assets.ingest._preload"])
+        else:
+            context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_warm)
         return pool, workers
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read"), 1

@@ -93,19 +93,20 @@ _PLACEHOLDER_PASSWORDS = frozenset(
         "pat",
     }
 )
-# Cheap substring checks (on the lowercased text) that must hold for a plugin's slow patterns to match at all.
+# Cheap checks that must hold for a plugin's slow patterns to match at all: substrings of the lowercased text,
+# or a fast regex (literal-led) on the text itself.
 _ANCHORS: dict[str, tuple[str, ...]] = {
     "AWSKeyDetector": ("a3t", "abia", "acca", "akia", "asia", "aws"),
-    "GitLabTokenDetector": ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "gr1348941", "glcbt-"),
-    "MailchimpDetector": ("-us",),
     "SlackDetector": ("xox", "hooks.slack.com"),
     "PrivateKeyDetector": ("private key", "putty-user-key", "encrypted private"),
     "StripeDetector": ("k_live_",),
     "TwilioKeyDetector": ("ac", "sk"),
-    "DiscordBotTokenDetector": (".",),
 }
-# A fast equivalent of the Discord pattern's rare middle part, searched before the plugin's own pattern.
-_DISCORD_CORE = re.compile(r"\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}")
+_CORES: dict[str, re.Pattern[str]] = {
+    "DiscordBotTokenDetector": re.compile(r"\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}"),
+    "GitLabTokenDetector": re.compile(r"gl(?:pat|dt|ft|soat|rt|cbt)-|GR1348941"),
+    "MailchimpDetector": re.compile(r"-us[0-9]"),
+}
 _TEMPLATED = re.compile(r"^(\$\{?.*\}?|\{\{?.*\}?\}|<[^>]*>|%\(?\w*\)?s|\*+|\.\.\.|\$\w+|%s|\{\w*\})$")
 
 
@@ -172,7 +173,8 @@ def find_secrets(
         anchors = _ANCHORS.get(name)
         if anchors is not None and not any(a in lowered for a in anchors):
             continue
-        if name == "DiscordBotTokenDetector" and _DISCORD_CORE.search(text) is None:
+        core = _CORES.get(name)
+        if core is not None and core.search(text) is None:
             continue
         position = 0
         while len(findings) < limit:

@@ -240,6 +240,9 @@ async def write_batch(
     """Replace the batch's files in one transaction; raises MissingEmbeddingsError (nothing written) when
     embeddings it counted on were pruned meanwhile."""
     async with conn.transaction():
+        # Batches need atomicity, not durability: a batch lost to a server crash is redone by the next run
+        # (its files still differ from what is stored), so commits need not wait for the WAL flush.
+        await conn.execute("SET LOCAL synchronous_commit = off")
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", PRUNE_LOCK, space_id)
         inserted = await insert_embeddings(conn, space_id, dimensions, batch.embeddings)
         reused = [h for h in batch.needed if h not in batch.embeddings]
