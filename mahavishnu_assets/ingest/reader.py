@@ -12,6 +12,7 @@ import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from mahavishnu_assets.ingest.chunk import ChunkOptions
 from mahavishnu_assets.ingest.discover import Candidate, FileContent, FileStat, inspect_file
@@ -100,6 +101,7 @@ def make_executor(files: int, *, processes: int | None, min_files: int) -> tuple
     # As many workers as CPUs (at most 4): reading overlaps chunking, and the event loop mostly waits.
     workers = processes if processes is not None else max(1, min(4, os.cpu_count() or 2))
     if workers > 0 and files >= min_files:
+        context: Any
         if "forkserver" in multiprocessing.get_all_start_methods():
             # A fork server (safe with threads, unlike fork) that imports llama-index once for all workers.
             context = multiprocessing.get_context("forkserver")
