@@ -172,8 +172,19 @@ def _git(root: Path, *args: str) -> bytes | None:
     """Run git read-only inside `root`; None when git is missing or `root` is not in a work tree."""
     try:
         result = subprocess.run(
-            # A hostile repository's config must not make git run commands for us.
-            ["git", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false", *args],
+            # A hostile repository's config must not make git run commands for us. With that closed, a work
+            # tree owned by another user (an unpacked archive, a mounted volume) is read like our own instead of
+            # being refused as "dubious ownership" and losing its commit and .gitignore.
+            [
+                "git",
+                "-c",
+                "core.fsmonitor=false",
+                "-c",
+                "core.untrackedCache=false",
+                "-c",
+                f"safe.directory={root}",
+                *args,
+            ],
             cwd=root,
             capture_output=True,
             timeout=120,
@@ -202,7 +213,16 @@ def _git_paths(root: Path) -> list[bytes] | None:
         # A folder inside someone's work tree: git's view only if that work tree does not ignore it.
         try:
             ignored = subprocess.run(
-                ["git", "-c", "core.fsmonitor=false", "check-ignore", "-q", "."],
+                [
+                    "git",
+                    "-c",
+                    "core.fsmonitor=false",
+                    "-c",
+                    f"safe.directory={root}",
+                    "check-ignore",
+                    "-q",
+                    ".",
+                ],
                 cwd=root,
                 capture_output=True,
                 timeout=60,
