@@ -23,6 +23,8 @@ import logging
 import re
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -573,14 +575,17 @@ class Ingest:
             executor, workers = make_executor(
                 len(to_read), processes=ing.reader_processes, min_files=ing.process_min_files
             )
-            pending: deque[asyncio.Future[list[Outcome]]] = deque()
+            pending: deque[tuple[list[Candidate], dict[str, bytes], asyncio.Future[list[Outcome]]]] = deque()
             queue = iter(slices)
+
+            def start(part: list[Candidate], wanted: dict[str, bytes]) -> asyncio.Future[list[Outcome]]:
+                return loop.run_in_executor(executor, read_slice, part, wanted, options)
 
             def submit() -> None:
                 part = next(queue, None)
                 if part is not None:
                     wanted = {c.path: same_as[c.path] for c in part if c.path in same_as}
-                    pending.append(loop.run_in_executor(executor, read_slice, part, wanted, options))
+                    pending.append((part, wanted, start(part, wanted)))
 
             try:
                 for _ in range(workers + 1):
@@ -588,7 +593,18 @@ class Ingest:
                 batch, limit = _Batch(), min(FIRST_BATCH_FILES, ing.file_batch_size)
                 while pending:
                     waited = time.perf_counter()
-                    outcomes = await pending.popleft()
+                    try:
+                        outcomes = await pending[0][2]
+                    except BrokenProcessPool:
+                        # A worker died (killed, out of memory, or a __main__ it could not import): finish the
+                        # job in a thread rather than fail it.
+                        logger.warning("Reader processes failed; reading the remaining files in a thread")
+                        executor.shutdown(wait=False, cancel_futures=True)
+                        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read")
+                        for i, (part, wanted, _) in enumerate(pending):
+                            pending[i] = (part, wanted, start(part, wanted))
+                        continue
+                    pending.popleft()
                     busy["reader_wait"] += time.perf_counter() - waited
                     submit()
                     for outcome in outcomes:
@@ -605,7 +621,7 @@ class Ingest:
                 for _ in range(depth):
                     await chunked.put(None)
             finally:
-                for future in pending:
+                for _, _, future in pending:
                     future.cancel()
                 executor.shutdown(wait=False, cancel_futures=True)
 

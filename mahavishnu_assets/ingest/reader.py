@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -96,11 +97,21 @@ def _warm() -> None:
     _quiet_llama_index()
 
 
+def _main_reimportable() -> bool:
+    """Worker processes re-import the main script (a multiprocessing rule); a script read from stdin or deleted
+    since cannot be, so such callers get a thread instead."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return True
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.isfile(path)
+
+
 def make_executor(files: int, *, processes: int | None, min_files: int) -> tuple[Executor, int]:
     """A process pool for big jobs (so chunking runs beside the event loop), else one thread."""
     # As many workers as CPUs (at most 4): reading overlaps chunking, and the event loop mostly waits.
     workers = processes if processes is not None else max(1, min(4, os.cpu_count() or 2))
-    if workers > 0 and files >= min_files:
+    if workers > 0 and files >= min_files and _main_reimportable():
         context: Any
         if "forkserver" in multiprocessing.get_all_start_methods():
             # A fork server (safe with threads, unlike fork) that imports llama-index once for all workers.
