@@ -27,6 +27,7 @@ def main() -> int:
     parser.add_argument("--database", required=True)
     parser.add_argument("--ollama", required=True)
     parser.add_argument("--dimensions", type=int, default=768)
+    parser.add_argument("--docstore-batch", type=int, default=100, help="PostgresDocumentStore batch_size")
     args = parser.parse_args()
 
     started = time.perf_counter()

@@ -205,11 +205,19 @@ def git_head(root: Path) -> str | None:
     return out.decode().strip() or None if out else None
 
 
-def _git_paths(root: Path) -> list[bytes] | None:
-    top = _git(root, "rev-parse", "--show-toplevel")
+def _git_paths(root: Path) -> tuple[list[bytes], str | None] | None:
+    """Git's list of the work tree's files and its HEAD; None outside a work tree (or one that ignores root)."""
+    # One call for both in the common case; a repository without commits has no HEAD to name.
+    both = _git(root, "rev-parse", "--show-toplevel", "HEAD")
+    if both is not None and len(both.split()) == 2:
+        top, head_raw = both.split()
+        head: str | None = head_raw.decode()
+    else:
+        top = (_git(root, "rev-parse", "--show-toplevel") or b"").strip()
+        head = None
     if not top:
         return None
-    if os.path.realpath(os.fsdecode(top.strip())) != str(root):
+    if os.path.realpath(os.fsdecode(top)) != str(root):
         # A folder inside someone's work tree: git's view only if that work tree does not ignore it.
         try:
             ignored = subprocess.run(
@@ -235,7 +243,7 @@ def _git_paths(root: Path) -> list[bytes] | None:
     listing = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     if listing is None:
         return None
-    return [p for p in dict.fromkeys(listing.split(b"\0")) if p]
+    return [p for p in dict.fromkeys(listing.split(b"\0")) if p], head
 
 
 def _walk_paths(root: Path) -> list[bytes]:
@@ -271,11 +279,9 @@ def resolve_root(path: Path | str) -> Path:
 def discover(root: Path, *, max_file_bytes: int, exclude: re.Pattern[str] | None) -> Discovery:
     """List the repository's files, skipping what can be judged without reading them."""
     root = resolve_root(root)
-    raw_paths = _git_paths(root)
-    is_git = raw_paths is not None
-    commit = git_head(root) if is_git else None
-    if raw_paths is None:
-        raw_paths = _walk_paths(root)
+    listed = _git_paths(root)
+    is_git = listed is not None
+    raw_paths, commit = listed if listed is not None else (_walk_paths(root), None)
     found = Discovery(root=root, commit=commit, is_git=is_git)
     root_str = str(root)
     root_prefix = root_str.rstrip("/") + "/"
