@@ -23,7 +23,7 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ from mahavishnu_assets.ingest.discover import (
 )
 from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder
 from mahavishnu_assets.ingest.progress import Progress, ProgressCallback
-from mahavishnu_assets.ingest.reader import Outcome, ReadOptions, make_executor, read_slice
+from mahavishnu_assets.ingest.reader import Outcome, ReadOptions, make_executor, read_slice, start_workers
 from mahavishnu_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -245,10 +245,8 @@ class Ingest:
 
     # -- embedding ----------------------------------------------------------------------------------------
     async def _embed_texts(self, texts: list[str]) -> list[Any]:
-        import numpy as np
-
-        vectors = await self.embedder.embed_partial(texts)
-        return [None if v is None else np.asarray(v, dtype=np.float32) for v in vectors]
+        """float32 vectors (numpy rows, either byte order) or None for refused inputs."""
+        return await self.embedder.embed_partial(texts)
 
     async def _embed_batch(self, batch: _Batch, space_id: int) -> None:
         needed: dict[bytes, str] = {}
@@ -285,6 +283,7 @@ class Ingest:
                         future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
                         future.exception()  # marked retrieved: the batch's own error is what gets reported
                 raise
+            vectors = self._wire(vectors)
             for h, vector in zip(mine, vectors, strict=True):
                 batch.owned[h].set_result(vector)
                 if vector is None:
@@ -300,6 +299,17 @@ class Ingest:
                 batch.rejected.add(h)
             else:
                 batch.vectors[h] = vector
+
+    @staticmethod
+    def _wire(vectors: list[Any]) -> list[Any]:
+        """Vectors in pgvector's wire format for the writers' COPY (None stays None)."""
+        import numpy as np
+
+        present = [v for v in vectors if v is not None]
+        if not present:
+            return vectors
+        encoded = iter(store.vector_wire(np.asarray(present, dtype=">f4")))
+        return [None if v is None else next(encoded) for v in vectors]
 
     def _forget(self, content_hash: bytes, future: asyncio.Future[Any]) -> None:
         """Drop an in-flight entry, only if it is still the one this batch created (another may have replaced
@@ -575,6 +585,14 @@ class Ingest:
             executor, workers = make_executor(
                 len(to_read), processes=ing.reader_processes, min_files=ing.process_min_files
             )
+            if isinstance(executor, ProcessPoolExecutor):
+                try:
+                    await asyncio.to_thread(start_workers, executor, workers)
+                except BrokenProcessPool:
+                    logger.warning("Reader processes did not start; reading files in a thread")
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read")
+                    workers = 1
             pending: deque[tuple[list[Candidate], dict[str, bytes], asyncio.Future[list[Outcome]]]] = deque()
             queue = iter(slices)
 
@@ -645,6 +663,7 @@ class Ingest:
             # Each writer has its own connection: file batches touch disjoint paths, and vectors are merged in
             # content-hash order, so parallel transactions cannot deadlock.
             async with self.db.connection() as wconn:
+                await store.accept_wire_vectors(wconn)
                 while (batch := await embedded.get()) is not None:
                     began = time.perf_counter()
                     outcome = await self._write(

@@ -107,6 +107,16 @@ def _main_reimportable() -> bool:
     return path is None or os.path.isfile(path)
 
 
+def _noop() -> None:
+    return None
+
+
+def start_workers(pool: Executor, workers: int) -> None:
+    """Start every worker now (blocking: run it in a thread), so the event loop never waits on process start."""
+    for future in [pool.submit(_noop) for _ in range(workers)]:
+        future.result()
+
+
 def make_executor(files: int, *, processes: int | None, min_files: int) -> tuple[Executor, int]:
     """A process pool for big jobs (so chunking runs beside the event loop), else one thread."""
     # As many workers as CPUs (at most 4): reading overlaps chunking, and the event loop mostly waits.

@@ -114,6 +114,32 @@ class MissingEmbeddingsError(Exception):
         self.hashes = hashes
 
 
+def _encode_vector(value: Any) -> bytes:
+    """pgvector's binary encoder, letting vectors already in wire format (bytes) through untouched."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    from pgvector import Vector
+
+    return (value if isinstance(value, Vector) else Vector(value)).to_binary()
+
+
+def vector_wire(matrix: Any) -> list[bytes]:
+    """Rows of a big-endian float32 matrix in pgvector's binary format (dimensions, 0, values)."""
+    import struct
+
+    header = struct.pack(">HH", matrix.shape[1], 0)
+    return [header + row.tobytes() for row in matrix]
+
+
+async def accept_wire_vectors(conn: asyncpg.Connection) -> None:
+    """Let this connection take vectors already encoded (see vector_wire); other values encode as before."""
+    from pgvector import Vector
+
+    await conn.set_type_codec(
+        "vector", schema="public", encoder=_encode_vector, decoder=Vector.from_binary, format="binary"
+    )
+
+
 def lock_key(repo_name: str) -> int:
     """A stable 32-bit key for a repository name (ids are not known before the row exists)."""
     return int.from_bytes(hashlib.sha256(repo_name.encode()).digest()[:4], "big", signed=True)
