@@ -108,7 +108,7 @@ class Candidate:
     """A regular file inside the repository that may be ingested."""
 
     path: str  # relative, POSIX separators
-    abs_path: Path
+    abs_path: str  # a str, not a Path: building thousands of Path objects costs more than the lstat calls
     stat: FileStat
     real_path: str | None = None  # for a symlink: its target, checked to be inside the root
 
@@ -291,10 +291,23 @@ def discover(root: Path, *, max_file_bytes: int, exclude: re.Pattern[str] | None
         return real == root_str or real.startswith(root_prefix)
 
     def dir_inside(rel_dir: str) -> bool:
-        # A listed path's folders may have become symlinks since git recorded them; resolve each folder once.
+        # A listed path's folders may have become symlinks since git recorded them. Each folder is judged once:
+        # inside when its parent is and it is a real folder there; only a symlinked one is resolved.
         known = inside_dirs.get(rel_dir)
         if known is None:
-            known = inside(os.path.realpath(os.path.join(root_str, rel_dir)))
+            parent = rel_dir.rpartition("/")[0]
+            full = root_prefix + rel_dir
+            try:
+                st = os.lstat(full)
+            except OSError:
+                known = False
+            else:
+                if not dir_inside(parent):
+                    known = False
+                elif stat.S_ISLNK(st.st_mode):
+                    known = inside(os.path.realpath(full))
+                else:
+                    known = stat.S_ISDIR(st.st_mode)
             inside_dirs[rel_dir] = known
         return known
 
@@ -318,7 +331,7 @@ def discover(root: Path, *, max_file_bytes: int, exclude: re.Pattern[str] | None
         if not dir_inside(rel.rpartition("/")[0]):
             found.skipped[rel] = OUTSIDE_REPOSITORY
             continue
-        abs_path = os.path.join(root_str, rel)
+        abs_path = root_prefix + rel
         try:
             st = os.lstat(abs_path)
         except FileNotFoundError:
@@ -345,9 +358,7 @@ def discover(root: Path, *, max_file_bytes: int, exclude: re.Pattern[str] | None
             found.skipped[rel] = TOO_LARGE
             continue
         found.candidates.append(
-            Candidate(
-                rel, Path(abs_path), FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), real
-            )
+            Candidate(rel, abs_path, FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), real)
         )
     return found
 

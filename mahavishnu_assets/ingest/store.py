@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -37,9 +37,8 @@ CHUNK_COLUMNS = (
 _STAGE_EMBEDDINGS = "mahavishnu_stage_embeddings"
 
 
-@dataclass(frozen=True)
-class KnownFile:
-    """A stored file's state as the database has it."""
+class KnownFile(NamedTuple):
+    """A stored file's state as the database has it (a tuple: thousands are built on every run)."""
 
     content_hash: bytes
     size: int
@@ -50,8 +49,7 @@ class KnownFile:
     commit: str | None
 
 
-@dataclass(frozen=True)
-class KnownSkip:
+class KnownSkip(NamedTuple):
     reason: str
     size: int
     mtime_ns: int | None
@@ -176,32 +174,19 @@ async def register_repository(
 async def known_state(
     conn: asyncpg.Connection, repo_id: int
 ) -> tuple[dict[str, KnownFile], dict[str, KnownSkip]]:
-    files = {
-        r["path"]: KnownFile(
-            r["content_hash"],
-            r["size_bytes"],
-            r["mtime_ns"],
-            r["ctime_ns"],
-            r["inode"],
-            r["config"],
-            r["commit"],
-        )
-        for r in await conn.fetch(
-            """SELECT path, content_hash, size_bytes, mtime_ns, ctime_ns, inode, config, commit
-               FROM mahavishnu.source_files WHERE repo_id = $1""",
-            repo_id,
-        )
-    }
-    skips = {
-        r["path"]: KnownSkip(
-            r["reason"], r["size_bytes"], r["mtime_ns"], r["ctime_ns"], r["inode"], r["config"], r["space_id"]
-        )
-        for r in await conn.fetch(
-            """SELECT path, reason, size_bytes, mtime_ns, ctime_ns, inode, config, space_id
-               FROM mahavishnu.skipped_files WHERE repo_id = $1""",
-            repo_id,
-        )
-    }
+    # Positional unpacking of records: this runs on every ingest, for every stored file.
+    rows = await conn.fetch(
+        """SELECT path, content_hash, size_bytes, mtime_ns, ctime_ns, inode, config, commit
+           FROM mahavishnu.source_files WHERE repo_id = $1""",
+        repo_id,
+    )
+    files = {r[0]: KnownFile._make(tuple(r)[1:]) for r in rows}
+    rows = await conn.fetch(
+        """SELECT path, reason, size_bytes, mtime_ns, ctime_ns, inode, config, space_id
+           FROM mahavishnu.skipped_files WHERE repo_id = $1""",
+        repo_id,
+    )
+    skips = {r[0]: KnownSkip._make(tuple(r)[1:]) for r in rows}
     return files, skips
 
 
