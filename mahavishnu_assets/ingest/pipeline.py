@@ -23,7 +23,7 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +43,14 @@ from mahavishnu_assets.ingest.discover import (
 )
 from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder
 from mahavishnu_assets.ingest.progress import Progress, ProgressCallback
-from mahavishnu_assets.ingest.reader import Outcome, ReadOptions, make_executor, read_slice, start_workers
+from mahavishnu_assets.ingest.reader import (
+    Outcome,
+    ReadOptions,
+    make_executor,
+    needs_no_parser,
+    read_slice,
+    start_workers,
+)
 from mahavishnu_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,6 +58,7 @@ logger = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 FIRST_BATCH_FILES = 8  # a small first batch starts the embedding server early
 SLICE_FILES = 24  # files per task handed to a reader worker
+EARLY_FILES = 48  # parser-free files read in a thread while reader processes start
 
 
 @dataclass
@@ -446,11 +454,15 @@ class Ingest:
                     complete = bool(previous_ok) and old_space == space_id
                     await self._body(conn, result, found, skipped, repo_id, key, space_id, complete)
                     phase = time.perf_counter()
+                    # A first ingest wrote every row itself: nothing carries another commit or orphans vectors.
+                    first = previous_ok is None
                     async with conn.transaction():
-                        if old_head != found.commit or not previous_ok:
+                        if not first and (old_head != found.commit or not previous_ok):
                             await store.set_commit(conn, repo_id, found.commit)
                         await store.finish_repository(conn, repo_id, found.commit, space_id)
-                    if ing.prune_unreferenced_embeddings and (result.chunks_deleted or not previous_ok):
+                    if ing.prune_unreferenced_embeddings and (
+                        result.chunks_deleted or (not first and not previous_ok)
+                    ):
                         result.embeddings_pruned = await store.prune_unreferenced_embeddings(conn, space_id)
                     result.phases["finish"] = time.perf_counter() - phase
                     result.seconds = time.perf_counter() - started
@@ -572,44 +584,72 @@ class Ingest:
         # Time each stage spent working (embed: summed over parallel workers), for tuning and benchmarks.
         busy: dict[str, float] = {"reader_wait": 0.0, "embed": 0.0, "write": 0.0}
         same_as = {p: k.content_hash for p, k in known_files.items() if k.config == self._config}
-        slices: list[list[Candidate]] = []
-        size = FIRST_BATCH_FILES
-        for start in range(0, len(to_read), 1):
-            if not slices or len(slices[-1]) >= size:
-                if slices:
-                    size = SLICE_FILES
-                slices.append([])
-            slices[-1].append(to_read[start])
+
+        def sliced(files: list[Candidate], first: int) -> list[list[Candidate]]:
+            out: list[list[Candidate]] = []
+            size = first
+            for candidate in files:
+                if not out or len(out[-1]) >= size:
+                    size = first if not out else SLICE_FILES
+                    out.append([])
+                out[-1].append(candidate)
+            return out
 
         async def reader() -> None:
             executor, workers = make_executor(
                 len(to_read), processes=ing.reader_processes, min_files=ing.process_min_files
             )
-            if isinstance(executor, ProcessPoolExecutor):
-                try:
-                    await asyncio.to_thread(start_workers, executor, workers)
-                except BrokenProcessPool:
-                    logger.warning("Reader processes did not start; reading files in a thread")
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read")
-                    workers = 1
+            thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read")
+            pooled = isinstance(executor, ProcessPoolExecutor)
+            # While worker processes start (they load the code parsers first), a thread reads files that need no
+            # parser, so embedding starts at once.
+            early: list[Candidate] = []
+            if pooled:
+                early = [c for c in to_read if needs_no_parser(c.path)][:EARLY_FILES]
+            early_paths = {c.path for c in early}
+            rest = [c for c in to_read if c.path not in early_paths]
+            queue = iter(sliced(rest, FIRST_BATCH_FILES if not early else SLICE_FILES))
             pending: deque[tuple[list[Candidate], dict[str, bytes], asyncio.Future[list[Outcome]]]] = deque()
-            queue = iter(slices)
 
-            def start(part: list[Candidate], wanted: dict[str, bytes]) -> asyncio.Future[list[Outcome]]:
-                return loop.run_in_executor(executor, read_slice, part, wanted, options)
+            def start(
+                part: list[Candidate], wanted: dict[str, bytes], on: Executor
+            ) -> asyncio.Future[list[Outcome]]:
+                return loop.run_in_executor(on, read_slice, part, wanted, options)
+
+            def add(part: list[Candidate], on: Executor) -> None:
+                wanted = {c.path: same_as[c.path] for c in part if c.path in same_as}
+                pending.append((part, wanted, start(part, wanted, on)))
 
             def submit() -> None:
                 part = next(queue, None)
                 if part is not None:
-                    wanted = {c.path: same_as[c.path] for c in part if c.path in same_as}
-                    pending.append((part, wanted, start(part, wanted)))
+                    add(part, executor)
 
+            async def start_pool() -> Executor:
+                try:
+                    await asyncio.to_thread(start_workers, executor, workers)
+                    return executor
+                except BrokenProcessPool:
+                    logger.warning("Reader processes did not start; reading files in a thread")
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    return thread
+
+            for part in sliced(early, FIRST_BATCH_FILES):
+                add(part, thread)
+            pool_ready = asyncio.ensure_future(start_pool()) if pooled else None
             try:
-                for _ in range(workers + 1):
-                    submit()
+                if pool_ready is None:
+                    for _ in range(workers + 1):
+                        submit()
                 batch, limit = _Batch(), min(FIRST_BATCH_FILES, ing.file_batch_size)
-                while pending:
+                while pending or pool_ready is not None:
+                    if pool_ready is not None and (pool_ready.done() or not pending):
+                        executor = await pool_ready
+                        pool_ready = None
+                        workers = workers if executor is not thread else 1
+                        for _ in range(workers + 1):
+                            submit()
+                        continue
                     waited = time.perf_counter()
                     try:
                         outcomes = await pending[0][2]
@@ -618,13 +658,14 @@ class Ingest:
                         # job in a thread rather than fail it.
                         logger.warning("Reader processes failed; reading the remaining files in a thread")
                         executor.shutdown(wait=False, cancel_futures=True)
-                        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read")
+                        executor = thread
                         for i, (part, wanted, _) in enumerate(pending):
-                            pending[i] = (part, wanted, start(part, wanted))
+                            pending[i] = (part, wanted, start(part, wanted, thread))
                         continue
                     pending.popleft()
                     busy["reader_wait"] += time.perf_counter() - waited
-                    submit()
+                    if pool_ready is None:
+                        submit()
                     for outcome in outcomes:
                         self._add(batch, outcome, known_files)
                         if (
@@ -641,7 +682,10 @@ class Ingest:
             finally:
                 for _, _, future in pending:
                     future.cancel()
+                if pool_ready is not None:
+                    pool_ready.cancel()
                 executor.shutdown(wait=False, cancel_futures=True)
+                thread.shutdown(wait=False, cancel_futures=True)
 
         async def embedder_worker() -> None:
             while (batch := await chunked.get()) is not None:

@@ -90,6 +90,13 @@ def read_slice(candidates: list[Candidate], same_as: dict[str, bytes], options: 
     return out
 
 
+def needs_no_parser(path: str) -> bool:
+    """Chunked by line windows (judged by name alone): no llama-index or tree-sitter needed."""
+    from mahavishnu_assets.ingest.chunk import _kind, detect_language
+
+    return "." in path.rsplit("/", 1)[-1] and _kind(detect_language(path)) == "lines"
+
+
 def _warm() -> None:
     """Import the chunkers once per worker before the first real slice arrives."""
     from mahavishnu_assets.ingest.chunk import _quiet_llama_index
