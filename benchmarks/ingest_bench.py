@@ -237,7 +237,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", choices=sorted(CORPORA), default="sqlalchemy")
+    parser.add_argument("--corpus", choices=sorted(CORPORA), nargs="+", default=["sqlalchemy"])
     parser.add_argument("--slow-delay", type=float, default=0.001, help="seconds of server time per text")
     parser.add_argument("--slow-corpus", choices=sorted(CORPORA), default=None, help="default: --corpus")
     parser.add_argument("--repeats", type=int, default=5, help="unchanged re-ingest repetitions (median)")
@@ -248,14 +248,21 @@ def main() -> int:
     )
     parser.add_argument("--write", action="store_true", help="write the results into benchmarks/RESULTS.md")
     args = parser.parse_args()
+    results = [run_one(corpus, args) for corpus in args.corpus]
+    (WORK / "ingest_results.json").write_text(json.dumps(results, indent=2, default=str))
+    if args.write:
+        write_results(results)
+    return 0
 
+
+def run_one(corpus: str, args: argparse.Namespace) -> dict:
     home = WORK / "home"
     (WORK / "no-settings").mkdir(parents=True, exist_ok=True)
-    figures: dict = {"corpus": CORPORA[args.corpus], "machine": machine()}
-    repo = prepare_corpus(args.corpus)
+    figures: dict = {"corpus": CORPORA[corpus], "machine": machine()}
+    repo = prepare_corpus(corpus)
     files = len(git(repo, "ls-files").splitlines())
     figures["corpus_files"] = files
-    print(f"corpus {CORPORA[args.corpus]}: {files} files in git", flush=True)
+    print(f"corpus {CORPORA[corpus]}: {files} files in git", flush=True)
 
     stub = Stub("--zero-cost")
     try:
@@ -438,11 +445,10 @@ def main() -> int:
         stub.stop()
 
     if args.skip_slow:
-        (WORK / "ingest_results.json").write_text(json.dumps(figures, indent=2, default=str))
-        return 0
+        return figures
     # 5. slow server
     slow_repo = (
-        repo if not args.slow_corpus or args.slow_corpus == args.corpus else prepare_corpus(args.slow_corpus)
+        repo if not args.slow_corpus or args.slow_corpus == corpus else prepare_corpus(args.slow_corpus)
     )
     slow = Stub("--zero-cost", "--delay-per-text", str(args.slow_delay))
     try:
@@ -478,21 +484,47 @@ def main() -> int:
     finally:
         slow.stop()
 
-    (WORK / "ingest_results.json").write_text(json.dumps(figures, indent=2, default=str))
-    if args.write:
-        write_results(figures)
-    return 0
+    return figures
 
 
-def write_results(f: dict) -> None:
-    first, unchanged, edit, slow = f["ours_first"], f["ours_unchanged"], f["ours_edit"], f["slow"]
+def write_results(results: list[dict]) -> None:
+    corpora = " ".join(f["corpus"].split("==")[0] for f in results)
     lines = [
         SECTION,
         "",
-        f"Date: 2026-11-22. Machine: {f['machine']}. Command: `python benchmarks/ingest_bench.py --write`.",
-        f"Corpus: `{f['corpus']}` source distribution, `git init`ed: {f['corpus_files']} files. Embedding server: "
-        "`mahavishnu_assets.testing.ollama_stub` (Ollama `/api/embed` protocol, zero compute cost, 768 dimensions), "
-        "the same for both sides; PostgreSQL 18 + pgvector (embedded), one database per side.",
+        f"Date: 2026-11-22. Machine: {results[0]['machine']}. "
+        f"Command: `python benchmarks/ingest_bench.py --corpus {corpora} --write`.",
+        "Embedding server: `mahavishnu_assets.testing.ollama_stub` (Ollama `/api/embed` protocol, zero compute "
+        "cost, 768 dimensions), the same for both sides; PostgreSQL 18 + pgvector (embedded), one database per "
+        "side. Each corpus is a project's source distribution, `git init`ed.",
+        "",
+    ]
+    for f in results:
+        lines += corpus_table(f)
+    lines += [
+        "Notes: walls are whole processes (interpreter start, imports, connecting) measured from outside. The peer "
+        "is `IngestionPipeline` (CodeSplitter / MarkdownNodeParser / SentenceSplitter by language, "
+        "`OllamaEmbedding` with batches of 64 through the same `ollama` client, `PostgresDocumentStore` with "
+        "upserts in batches of 100, `PGVectorStore` with `hybrid_search=True`), fed exactly the files ours stored. "
+        "Our chunks table also maintains search's generated full-text column `search_terms` "
+        "(`mahavishnu.chunk_terms`: identifier splitting by regular expressions, then two `to_tsvector`) and its "
+        "GIN index; PostgreSQL spends ~0.24 ms of CPU per chunk on it, about twice the peer's plain "
+        "`to_tsvector`, which is why the row without it is shown. The unchanged re-ingest's whole-command wall is "
+        "mostly interpreter start, the CLI's imports and connecting; the in-process figure is the ingest itself.",
+        "",
+    ]
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    block = "\n".join(lines)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    RESULTS.write_text(text)
+    print(f"wrote {RESULTS}")
+
+
+def corpus_table(f: dict) -> list[str]:
+    first, unchanged, edit = f["ours_first"], f["ours_unchanged"], f["ours_edit"]
+    lines = [
+        f"### `{f['corpus']}`: {f['corpus_files']} files",
         "",
         "| measurement | ours | LlamaIndex peer | target | result |",
         "|---|---|---|---|---|",
@@ -521,38 +553,35 @@ def write_results(f: dict) -> None:
             "(docstore upserts) | | |"
         )
     ok_unchanged = unchanged["embeddings_computed"] == 0 and unchanged["ratio_to_first"] <= 0.02
+    in_process = unchanged["seconds_in_process"] / first["wall"]
     lines += [
         f"| unchanged re-ingest: embeddings / whole-command wall vs first ({first['wall']:.1f} s) | "
         f"{unchanged['embeddings_computed']} / {unchanged['wall_median']:.3f} s = "
-        f"{100 * unchanged['ratio_to_first']:.2f}% | | 0 / ≤ 2% | {'✅' if ok_unchanged else '❌'} |",
+        f"{100 * unchanged['ratio_to_first']:.2f}% (in-process {unchanged['seconds_in_process']:.3f} s = "
+        f"{100 * in_process:.2f}%) | | 0 / ≤ 2% | {'✅' if ok_unchanged else '❌'} |",
         f"| 1% files edited ({edit['files_edited']} files): embeddings computed vs new chunk contents | "
         f"{edit['embeddings_computed']} vs {edit['new_chunk_contents']} (of {edit['chunks_in_edited_files']} chunks "
         f"in those files), {edit['wall']:.2f} s | | only changed chunks | "
         f"{'✅' if edit['embeddings_computed'] == edit['new_chunk_contents'] else '❌'} |",
-        f"| slow server ({1000 * slow['delay_per_text']:.1f} ms/text, {slow['texts']} texts): wall / server "
-        f"embedding time | {slow['wall']:.1f} s / {slow['server_busy']:.1f} s = {slow['ratio_wall']:.3f}× "
-        f"(in-process {slow['ratio_in_process']:.3f}×) | | ≤ 1.15× | {'✅' if slow['ratio_wall'] <= 1.15 else '❌'} |",
+    ]
+    if "slow" in f:
+        slow = f["slow"]
+        lines.append(
+            f"| slow server ({1000 * slow['delay_per_text']:.1f} ms/text, {slow['texts']} texts): wall / server "
+            f"embedding time | {slow['wall']:.1f} s / {slow['server_busy']:.1f} s = {slow['ratio_wall']:.3f}× "
+            f"(in-process {slow['ratio_in_process']:.3f}×) | | ≤ 1.15× | "
+            f"{'✅' if slow['ratio_wall'] <= 1.15 else '❌'} |"
+        )
+    lines += [
         "",
-        f"Ours, first ingest in detail: {first['files_seen']} files seen, {first['files_changed']} ingested, "
+        f"First ingest in detail: {first['files_seen']} files seen, {first['files_changed']} ingested, "
         f"{first['files_skipped']} skipped {json.dumps(first['skipped'])}, {first['chunks_written']} chunks, "
         f"{first['embeddings_computed']} embeddings computed, {first['embeddings_reused']} reused (identical "
-        f"contents); stage busy seconds {json.dumps({k: round(v, 1) for k, v in first['phases'].items()})}. "
-        f"Unchanged re-ingest walls: {', '.join(f'{w:.3f}' for w in unchanged['walls'])} s (in-process "
-        f"{unchanged['seconds_in_process']:.3f} s; the rest is interpreter start and imports).",
-        "",
-        "Notes: walls are whole processes (interpreter start, imports, connecting) measured from outside. The peer "
-        "is `IngestionPipeline` (CodeSplitter / MarkdownNodeParser / SentenceSplitter by language, "
-        "`OllamaEmbedding` with batches of 64 through the same `ollama` client, `PostgresDocumentStore` with "
-        "upserts, `PGVectorStore` with `hybrid_search=True`), fed exactly the files ours stored. Our chunks table "
-        "also maintains a generated full-text column and its GIN index (search's), which the write path pays for.",
+        f"contents); stage seconds {json.dumps({k: round(v, 1) for k, v in first['phases'].items()})}. "
+        f"Unchanged re-ingest walls: {', '.join(f'{w:.3f}' for w in unchanged['walls'])} s.",
         "",
     ]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    block = "\n".join(lines)
-    text = pattern.sub(block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
+    return lines
 
 
 if __name__ == "__main__":

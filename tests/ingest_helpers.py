@@ -118,14 +118,22 @@ FINGERPRINT_QUERIES = (
     """SELECT count(*) FROM mahavishnu.chunks c WHERE NOT EXISTS (
            SELECT 1 FROM mahavishnu.embeddings e WHERE e.content_hash = c.content_hash)""",
 )
+# The commit columns are the last of the first three queries' rows.
+_COMMIT_COLUMNS = {0: 1, 1: 1, 2: 1}
 
 
-async def fingerprint(conn: asyncpg.Connection) -> str:
-    """A digest of everything ingestion leaves, without ids and timestamps (which differ run to run)."""
+async def fingerprint(conn: asyncpg.Connection, *, include_commit: bool = True) -> str:
+    """A digest of everything ingestion leaves, without ids and timestamps (which differ run to run).
+
+    Files record the commit at which they were ingested, so an incremental ingest and a fresh one of the same
+    tree differ only there: compare those with include_commit=False.
+    """
     digest = hashlib.sha256()
-    for query in FINGERPRINT_QUERIES:
+    for i, query in enumerate(FINGERPRINT_QUERIES):
+        drop = 0 if include_commit else _COMMIT_COLUMNS.get(i, 0)
         for row in await conn.fetch(query):
-            digest.update(repr(tuple(row)).encode())
+            values = tuple(row)
+            digest.update(repr(values[: len(values) - drop]).encode())
         digest.update(b"|")
     return digest.hexdigest()
 

@@ -104,12 +104,17 @@ async def _consistent(target: ConnectTarget) -> None:
 async def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
     database: ConnectTarget, empty_database: ConnectTarget, settings_dir: Path, tmp_path: Path
 ) -> None:
+    """Two databases hold the first version; the second version goes into one with two SIGKILLs and a re-run,
+    into the other in one clean run. They must end identical, commits included."""
+    await migrate_up(empty_database)
     repo = make_repo(tmp_path / "repo", {f"src/m{i:02d}.py": python_module(f"m{i}", 3) for i in range(FILES)})
     with OllamaStub(dimensions=16) as stub:
         env = _env(database, settings_dir, tmp_path / "home", stub)
-        # A first version, fully ingested; then an edit, a deletion and new files, ingested with crashes.
-        done = subprocess.run(_command(repo), env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+        clean_env = _env(empty_database, settings_dir, tmp_path / "home2", stub)
+        for target_env in (env, clean_env):
+            done = subprocess.run(_command(repo), env=target_env, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+        # The second version: edits, a deletion and new files.
         write_files(repo, {f"src/m{i:02d}.py": python_module(f"m{i}_v2", 3) for i in range(0, FILES, 2)})
         write_files(repo, {f"new/n{i}.py": python_module(f"n{i}") for i in range(6)})
         (repo / "src/m01.py").unlink()
@@ -134,9 +139,6 @@ async def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
         )
         assert statuses == 2
 
-        # A clean run of the same tree into an empty database.
-        await migrate_up(empty_database)
-        clean_env = _env(empty_database, settings_dir, tmp_path / "home2", stub)
         clean = subprocess.run(_command(repo), env=clean_env, capture_output=True, text=True, timeout=120)
         assert clean.returncode == 0, clean.stderr
 

@@ -9,6 +9,10 @@ Unchanged files are recognised without reading them (size, mtime, ctime and inod
 chunking configuration); files whose stat changed are re-hashed, and re-chunked only if their bytes changed.
 Only chunk contents missing from the embedding cache of the active space are embedded.
 
+Each file and chunk records the commit at which its content was ingested: a commit at which the file held
+exactly those lines (`git show COMMIT:PATH`), so rows of unchanged files are never rewritten when HEAD moves;
+`repositories.head_commit` is the commit of the last complete ingest.
+
 Embeddings no chunk references any more (old versions of edited or deleted files) are deleted at the end of
 an ingest that removed chunks (`ingest.prune_unreferenced_embeddings`, default on): the cache serves reuse
 within and across repositories and runs, and never keeps vectors nothing can find.
@@ -433,7 +437,7 @@ class Ingest:
 
         async with self.db.connection() as conn:
             async with conn.transaction():
-                repo_id, old_head, old_space = await store.register_repository(
+                repo_id, _old_head, old_space = await store.register_repository(
                     conn, repo_name, str(root), move=name is not None
                 )
             await self._lock(conn, repo_name)
@@ -454,11 +458,8 @@ class Ingest:
                     complete = bool(previous_ok) and old_space == space_id
                     await self._body(conn, result, found, skipped, repo_id, key, space_id, complete)
                     phase = time.perf_counter()
-                    # A first ingest wrote every row itself: nothing carries another commit or orphans vectors.
                     first = previous_ok is None
                     async with conn.transaction():
-                        if not first and (old_head != found.commit or not previous_ok):
-                            await store.set_commit(conn, repo_id, found.commit)
                         await store.finish_repository(conn, repo_id, found.commit, space_id)
                     if ing.prune_unreferenced_embeddings and (
                         result.chunks_deleted or (not first and not previous_ok)

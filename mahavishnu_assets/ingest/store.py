@@ -365,22 +365,6 @@ async def refresh_stats(
     )
 
 
-async def set_commit(conn: asyncpg.Connection, repo_id: int, commit: str | None) -> int:
-    """Every file and chunk records the commit of the last ingest, as a clean ingest would write it."""
-    await conn.execute(
-        """UPDATE mahavishnu.source_files SET commit = $2
-           WHERE repo_id = $1 AND commit IS DISTINCT FROM $2""",
-        repo_id,
-        commit,
-    )
-    status = await conn.execute(
-        """UPDATE mahavishnu.chunks SET commit = $2 WHERE repo_id = $1 AND commit IS DISTINCT FROM $2""",
-        repo_id,
-        commit,
-    )
-    return int(status.split()[-1])
-
-
 async def chunks_missing_embeddings(
     conn: asyncpg.Connection, repo_id: int, space_id: int, limit: int
 ) -> list[tuple[bytes, str]]:
