@@ -122,7 +122,8 @@ class IngestSettings(BaseModel):
     max_line_chars: int = Field(default=8000, ge=100)
     # detect-secrets plugin class names; None: the defaults of mahavishnu_assets/ingest/secrets.py.
     secret_plugins: list[str] | None = None
-    batch_max_chunks: int = Field(default=2000, ge=1)
+    # Chunks per file batch (one transaction); smaller batches keep a slow embedding server busier.
+    batch_max_chunks: int = Field(default=1000, ge=1)
     # File batches chunked or embedding at once ahead of the database writer.
     pipeline_depth: int = Field(default=3, ge=1, le=64)
     lock_timeout_seconds: float = Field(default=600.0, gt=0)

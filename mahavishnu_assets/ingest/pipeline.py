@@ -63,6 +63,7 @@ _NAME = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 FIRST_BATCH_FILES = 8  # a small first batch starts the embedding server early
 SLICE_FILES = 24  # files per task handed to a reader worker
 EARLY_FILES = 48  # parser-free files read in a thread while reader processes start
+TAIL_BATCH_CHUNKS = 300  # batch size once all files are handed to readers
 
 
 @dataclass
@@ -621,10 +622,15 @@ class Ingest:
                 wanted = {c.path: same_as[c.path] for c in part if c.path in same_as}
                 pending.append((part, wanted, start(part, wanted, on)))
 
+            exhausted = False
+
             def submit() -> None:
+                nonlocal exhausted
                 part = next(queue, None)
                 if part is not None:
                     add(part, executor)
+                else:
+                    exhausted = True
 
             async def start_pool() -> Executor:
                 try:
@@ -667,11 +673,16 @@ class Ingest:
                     busy["reader_wait"] += time.perf_counter() - waited
                     if pool_ready is None:
                         submit()
+                    # Once every file is handed out, batches shrink: the last writes after the last
+                    # embedding are then short, so little work trails the embedding server.
+                    chunk_limit = (
+                        min(ing.batch_max_chunks, TAIL_BATCH_CHUNKS) if exhausted else ing.batch_max_chunks
+                    )
                     for outcome in outcomes:
                         self._add(batch, outcome, known_files)
                         if (
                             len(batch.files) >= limit
-                            or batch.chunk_count >= ing.batch_max_chunks
+                            or batch.chunk_count >= chunk_limit
                             or batch.files_read >= 4 * ing.file_batch_size
                         ):
                             await chunked.put(batch)

@@ -54,6 +54,8 @@ class StubStats:
     texts: int = 0
     failures: int = 0
     busy_seconds: float = 0.0  # time spent in the simulated per-text delay
+    first_request_at: float | None = None  # time.time() of the first embed request since the last reset
+    last_response_at: float | None = None  # time.time() when the last embed answer was ready
     text_counts: Counter[str] = field(default_factory=Counter)  # sha256 of each text -> times embedded
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +166,8 @@ class OllamaStub:
         texts = [raw] if isinstance(raw, str) else list(raw or [])
         with self._lock:
             self.stats.embed_requests += 1
+            if self.stats.first_request_at is None:
+                self.stats.first_request_at = time.time()
             failing = cfg.fail_next > 0
             if failing:
                 cfg.fail_next -= 1
@@ -198,6 +202,7 @@ class OllamaStub:
             self.stats.texts += len(texts)
             for t in texts:
                 self.stats.text_counts[text_key(t)] += 1
+            self.stats.last_response_at = time.time()
         payload = (
             '{"model":' + json.dumps(model) + ',"embeddings":[' + ",".join(encoded) + "]"
             ',"total_duration":1000,"load_duration":0,"prompt_eval_count":' + str(len(texts)) + "}"
