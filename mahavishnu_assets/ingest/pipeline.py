@@ -27,11 +27,9 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.errors import IngestError, MahavishnuError
@@ -47,15 +45,12 @@ from mahavishnu_assets.ingest.discover import (
 )
 from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder
 from mahavishnu_assets.ingest.progress import Progress, ProgressCallback
-from mahavishnu_assets.ingest.reader import (
-    Outcome,
-    ReadOptions,
-    make_executor,
-    needs_no_parser,
-    read_slice,
-    start_workers,
-)
 from mahavishnu_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from mahavishnu_assets.ingest.reader import Outcome, ReadOptions
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +218,7 @@ class Ingest:
     # -- reader -----------------------------------------------------------------------------------------------
     def _read_options(self) -> ReadOptions:
         from mahavishnu_assets.ingest.chunk import ChunkOptions
+        from mahavishnu_assets.ingest.reader import ReadOptions
 
         ing = self.settings.ingest
         return ReadOptions(
@@ -576,6 +572,12 @@ class Ingest:
         space_id: int,
         commit: str | None,
     ) -> None:
+        # Imported here: an ingest with nothing to read (the common re-run) never loads multiprocessing.
+        from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        from mahavishnu_assets.ingest.reader import make_executor, needs_no_parser, read_slice, start_workers
+
         loop = asyncio.get_running_loop()
         depth = self.settings.ingest.pipeline_depth
         chunked: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=depth)
