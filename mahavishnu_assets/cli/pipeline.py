@@ -89,25 +89,24 @@ async def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     root = resolve_root(args.path)
     repo = check_repo_name(args.name or default_repo_name(root))
     # Start the server, migrate and register the repository before Dagster runs, so the job's assets find it.
+    # The pool stays open (idle) during the job and serves the search afterwards: one start, one migration check.
     async with opened() as (settings, db):
         async with db.transaction() as conn:
             await store.register_repository(conn, repo, str(root), move=args.name is not None)
-    dagster_home(settings.home)
-    outcome = await asyncio.to_thread(run_main_job, repo, "DEBUG" if args.verbose else "WARNING")
-    outcome = {"repo": repo, "root_path": str(root), **outcome}
-    if not outcome["success"]:
-        failed = [name for name, ok in outcome["checks"].items() if not ok]
-        detail = "; ".join(outcome["failures"] + [f"check {name} failed" for name in failed])
-        raise MahavishnuError(
-            f"The main job did not succeed (run {outcome['run_id']}): {detail or 'see the run log'}",
-            suggestion=f"Open the run in the Dagster UI: DAGSTER_HOME={outcome['dagster_home']} dagster dev",
-        )
-    if args.query:
-        async with opened(settings) as (_, db):
-            found = await search_text(
+        dagster_home(settings.home)
+        outcome = await asyncio.to_thread(run_main_job, repo, "DEBUG" if args.verbose else "WARNING")
+        outcome = {"repo": repo, "root_path": str(root), **outcome}
+        if not outcome["success"]:
+            failed = [name for name, ok in outcome["checks"].items() if not ok]
+            detail = "; ".join(outcome["failures"] + [f"check {name} failed" for name in failed])
+            raise MahavishnuError(
+                f"The main job did not succeed (run {outcome['run_id']}): {detail or 'see the run log'}",
+                suggestion=f"Open the run in the Dagster UI: DAGSTER_HOME={outcome['dagster_home']} dagster dev",
+            )
+        if args.query:
+            outcome["search"] = await search_text(
                 db, settings, args.query, mode=args.mode, k=args.k, filters=SearchFilters(repo=repo)
             )
-        outcome["search"] = found
     return outcome
 
 
