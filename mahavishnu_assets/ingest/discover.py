@@ -205,6 +205,21 @@ def git_head(root: Path) -> str | None:
     return out.decode().strip() or None if out else None
 
 
+def git_clean_head(root: Path) -> str | None:
+    """HEAD when `root` is the top of a git work tree in which git sees nothing modified, staged, deleted or
+    untracked (ignored files aside); None otherwise, or outside git."""
+    both = _git(root, "rev-parse", "--show-toplevel", "HEAD")
+    if both is None or len(both.split()) != 2:
+        return None
+    top, head = both.split()
+    if os.path.realpath(os.fsdecode(top)) != str(root):
+        return None
+    status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none")
+    if status is None or status.strip(b"\0"):
+        return None
+    return head.decode()
+
+
 def _git_paths(root: Path) -> tuple[list[bytes], str | None] | None:
     """Git's list of the work tree's files and its HEAD; None outside a work tree (or one that ignores root)."""
     # One call for both in the common case; a repository without commits has no HEAD to name.

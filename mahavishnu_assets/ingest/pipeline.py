@@ -35,12 +35,17 @@ from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.errors import IngestError, MahavishnuError
 from mahavishnu_assets.ingest import store
 from mahavishnu_assets.ingest.discover import (
+    BAD_PATH,
     EMBEDDING_REJECTED,
+    IGNORED,
+    TOO_LARGE,
     UNREADABLE,
     Candidate,
+    Discovery,
     FileStat,
     compile_patterns,
     discover,
+    git_clean_head,
     resolve_root,
 )
 from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder
@@ -129,6 +134,37 @@ def ingest_config(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Skips decided from the path, its size and the settings alone: git sees every change that could alter them.
+_GIT_VISIBLE_SKIPS = frozenset({IGNORED, TOO_LARGE, BAD_PATH})
+# Counts an unchanged run repeats from the run that proved the repository unchanged.
+_CARRIED = ("files_seen", "files_skipped", "skipped", "files_unchanged")
+
+
+def unchanged_key(settings: Settings, config: str, root: Path, head: str, space_id: int) -> str:
+    """What a clean work tree at `head` must match for a re-ingest to have nothing to read."""
+    ing = settings.ingest
+    facts = {
+        "head": head,
+        "root": str(root),
+        "config": config,
+        "space_id": space_id,
+        "max_file_bytes": ing.max_file_bytes,
+        "exclude_patterns": list(ing.exclude_patterns),
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def _git_proves_unchanged(found: Discovery, clean_head: str | None) -> bool:
+    """Whether git alone will see any later change of what this discovery found: a clean tree at the same
+    HEAD, no symlinks (their targets may change unseen) and no skips that depend on more than the path."""
+    return (
+        clean_head is not None
+        and found.commit == clean_head
+        and all(c.real_path is None for c in found.candidates)
+        and set(found.skipped.values()) <= _GIT_VISIBLE_SKIPS
+    )
+
+
 def _same_stat(known: store.KnownFile | store.KnownSkip, stat: FileStat) -> bool:
     return (
         known.mtime_ns is not None
@@ -205,6 +241,7 @@ class Ingest:
         self._config = ingest_config(settings)
         self._inflight: dict[bytes, asyncio.Future[Any]] = {}
         self._written: set[bytes] = set()
+        self._untouched = False  # the slow path found nothing to read or remove
 
     def _tick(self, phase: str | None = None) -> None:
         if phase:
@@ -350,7 +387,8 @@ class Ingest:
                     kept.append(f)
             files = kept
         needed = {c.content_hash for f in files for c in f.chunks}
-        vectors = {h: v for h, v in batch.vectors.items() if h in needed}
+        # Vectors this run already committed are only checked for; the rest are stored first.
+        vectors = {h: v for h, v in batch.vectors.items() if h in needed and h not in self._written}
         write = store.BatchWrite(
             files=files, skips=skips, remove=batch.remove, embeddings=vectors, needed=needed
         )
@@ -365,6 +403,8 @@ class Ingest:
                     config=self._config,
                     batch=write,
                     stat_updates=batch.stat_updates,
+                    # Vectors another batch computed may be stored by its writer at this moment.
+                    shared=any(h not in batch.mine for h in write.embeddings),
                 )
                 break
             except store.MissingEmbeddingsError as exc:
@@ -424,6 +464,11 @@ class Ingest:
             result.warnings.append(self.embedder.announcement)
         self._tick("discover")
         phase = time.perf_counter()
+        # Git checks the work tree (in C, with its own racy-timestamp rules) faster than we can stat it.
+        clean_head = await asyncio.to_thread(git_clean_head, root)
+        if clean_head is not None and await self._unchanged(result, repo_name, root, clean_head, started):
+            self._tick("done")
+            return result
         found = await asyncio.to_thread(
             discover, root, max_file_bytes=ing.max_file_bytes, exclude=compile_patterns(ing.exclude_patterns)
         )
@@ -456,8 +501,18 @@ class Ingest:
                     await self._body(conn, result, found, skipped, repo_id, key, space_id, complete)
                     phase = time.perf_counter()
                     first = previous_ok is None
+                    # Nothing read, nothing removed, and git would see any change: later runs may trust git.
+                    proof = None
+                    # A refused chunk is the server's verdict, not the file's: it is retried without git.
+                    if (
+                        self._untouched
+                        and clean_head
+                        and _git_proves_unchanged(found, clean_head)
+                        and EMBEDDING_REJECTED not in result.skipped
+                    ):
+                        proof = unchanged_key(self.settings, self._config, root, clean_head, space_id)
                     async with conn.transaction():
-                        await store.finish_repository(conn, repo_id, found.commit, space_id)
+                        await store.finish_repository(conn, repo_id, found.commit, space_id, proof)
                     if ing.prune_unreferenced_embeddings and (
                         result.chunks_deleted or (not first and not previous_ok)
                     ):
@@ -480,6 +535,35 @@ class Ingest:
                 )
         self._tick("done")
         return result
+
+    async def _unchanged(
+        self, result: IngestResult, repo_name: str, root: Path, head: str, started: float
+    ) -> bool:
+        """Finish `result` without reading anything when the last run proved this clean HEAD unchanged."""
+        async with self.db.connection() as conn:
+            row = await store.unchanged_state(conn, repo_name)
+            if (
+                row is None
+                or row["unchanged_key"] is None
+                or row["status"] != "succeeded"
+                or not isinstance(row["stats"], dict)
+                or row["root_path"] != str(root)
+            ):
+                return False
+            key, space_id = await resolve_space(conn, self.embedder)
+            if row["unchanged_key"] != unchanged_key(self.settings, self._config, root, head, space_id):
+                return False
+            for field_name in _CARRIED:
+                setattr(result, field_name, row["stats"].get(field_name, getattr(result, field_name)))
+            result.commit = head
+            result.embedding_space = key.describe()
+            result.embedder = key.provider
+            result.phases["unchanged_check"] = time.perf_counter() - started
+            result.seconds = time.perf_counter() - started
+            result.run_id = await store.record_unchanged_run(
+                conn, int(row["id"]), head, space_id, result.to_dict()
+            )
+        return True
 
     async def _lock(self, conn: Any, repo_name: str) -> None:
         deadline = time.monotonic() + self.settings.ingest.lock_timeout_seconds
@@ -530,6 +614,7 @@ class Ingest:
                 continue
             to_read.append(candidate)
         result.phases["compare"] = time.perf_counter() - phase
+        self._untouched = not to_read and not gone
         self.progress.files_total = len(to_read)
         self._tick("ingest")
 

@@ -1,7 +1,8 @@
 """PostgreSQL side of ingestion: repository rows, known file state, atomic file-batch replacement, pruning.
 
 Every write that changes what a repository holds happens in one transaction per file batch, which replaces
-the batch's old rows (files, chunks, skip verdicts) and inserts the embeddings its chunks need. A crash
+the batch's old rows (files, chunks, skip verdicts) after checking that every embedding its chunks need is
+in the cache (new vectors are committed to the cache just before, in their own short transaction). A crash
 between batches leaves each file either wholly old or wholly new, and every stored chunk with its embedding.
 Chunks are bulk-loaded with binary COPY (asyncpg `copy_records_to_table`), always naming their columns.
 """
@@ -237,6 +238,43 @@ async def insert_embeddings(
     return int(status.split()[-1])
 
 
+async def store_embeddings(
+    conn: asyncpg.Connection,
+    space_id: int,
+    dimensions: int,
+    embeddings: dict[bytes, Any],
+    *,
+    shared: bool = False,
+) -> int:
+    """Commit vectors to the cache in their own short transaction, before the batch that references them.
+
+    A cache row nothing references yet is harmless (a crash here leaves vectors the re-run reuses, and pruning
+    removes the rest), and committing it apart keeps a concurrent writer that needs the same content from
+    waiting for a whole batch transaction. Vectors go in by direct binary COPY; `shared` (some may be written
+    by another batch at the same time) or a unique violation takes the merge path instead.
+    """
+    if not embeddings:
+        return 0
+    if not shared:
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", PRUNE_LOCK, space_id)
+                await conn.copy_records_to_table(
+                    "embeddings",
+                    schema_name="mahavishnu",
+                    columns=["space_id", "content_hash", "dimensions", "embedding"],
+                    records=[(space_id, h, dimensions, v) for h, v in sorted(embeddings.items())],
+                )
+            return len(embeddings)
+        except asyncpg.UniqueViolationError:
+            pass  # stored meanwhile by a concurrent ingest sharing this content
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", PRUNE_LOCK, space_id)
+        return await insert_embeddings(conn, space_id, dimensions, embeddings)
+
+
 async def write_batch(
     conn: asyncpg.Connection,
     *,
@@ -247,20 +285,21 @@ async def write_batch(
     config: str,
     batch: BatchWrite,
     stat_updates: list[tuple[str, int | None, int | None, int | None]] | None = None,
+    shared: bool = False,
 ) -> BatchOutcome:
-    """Replace the batch's files in one transaction; raises MissingEmbeddingsError (nothing written) when
-    embeddings it counted on were pruned meanwhile."""
+    """Store the batch's new vectors, then replace its files in one transaction; raises MissingEmbeddingsError
+    (no file written) when embeddings it counted on were pruned meanwhile."""
+    inserted = await store_embeddings(conn, space_id, dimensions, batch.embeddings, shared=shared)
     async with conn.transaction():
         # Batches need atomicity, not durability: a batch lost to a server crash is redone by the next run
         # (its files still differ from what is stored), so commits need not wait for the WAL flush.
         await conn.execute("SET LOCAL synchronous_commit = off")
+        # Held to commit: no prune can delete a vector between the check below and the chunks referencing it.
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", PRUNE_LOCK, space_id)
-        inserted = await insert_embeddings(conn, space_id, dimensions, batch.embeddings)
-        reused = [h for h in batch.needed if h not in batch.embeddings]
-        if reused:
-            present = await existing_embeddings(conn, space_id, reused)
-            if len(present) != len(reused):
-                raise MissingEmbeddingsError(set(reused) - present)
+        if batch.needed:
+            present = await existing_embeddings(conn, space_id, list(batch.needed))
+            if len(present) != len(batch.needed):
+                raise MissingEmbeddingsError(set(batch.needed) - present)
         paths = [f.path for f in batch.files] + [s.path for s in batch.skips] + batch.remove
         chunks_deleted = files_deleted = 0
         if paths:
@@ -404,6 +443,9 @@ async def start_run(conn: asyncpg.Connection, repo_id: int, commit: str | None, 
            WHERE repo_id = $1 AND status = 'running'""",
         repo_id,
     )
+    # Whatever the last run proved unchanged stops holding once this run may write: cleared (and committed)
+    # first, so a crash mid-way never leaves a key describing files that were being replaced.
+    await conn.execute("UPDATE mahavishnu.repositories SET unchanged_key = NULL WHERE id = $1", repo_id)
     run_id = await conn.fetchval(
         """INSERT INTO mahavishnu.ingest_runs (repo_id, commit, space_id) VALUES ($1, $2, $3) RETURNING id""",
         repo_id,
@@ -438,12 +480,51 @@ async def finish_run(
 
 
 async def finish_repository(
-    conn: asyncpg.Connection, repo_id: int, commit: str | None, space_id: int
+    conn: asyncpg.Connection,
+    repo_id: int,
+    commit: str | None,
+    space_id: int,
+    unchanged_key: str | None = None,
 ) -> None:
     await conn.execute(
-        """UPDATE mahavishnu.repositories SET head_commit = $2, space_id = $3, last_ingested_at = now()
+        """UPDATE mahavishnu.repositories
+           SET head_commit = $2, space_id = $3, last_ingested_at = now(), unchanged_key = $4
            WHERE id = $1""",
         repo_id,
         commit,
         space_id,
+        unchanged_key,
     )
+
+
+async def unchanged_state(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
+    """The repository's unchanged key and root, and the counts of its latest run if that run succeeded."""
+    return await conn.fetchrow(
+        """SELECT r.id, r.root_path, r.unchanged_key, r.space_id, last.status, last.stats
+           FROM mahavishnu.repositories r
+           LEFT JOIN LATERAL (SELECT i.status, i.stats FROM mahavishnu.ingest_runs i
+                              WHERE i.repo_id = r.id ORDER BY i.id DESC LIMIT 1) last ON true
+           WHERE r.name = $1""",
+        name,
+    )
+
+
+async def record_unchanged_run(
+    conn: asyncpg.Connection, repo_id: int, commit: str | None, space_id: int, stats: dict[str, Any]
+) -> int:
+    """A finished run that had nothing to do, in one short transaction."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        run_id = await conn.fetchval(
+            """INSERT INTO mahavishnu.ingest_runs
+                   (repo_id, commit, space_id, status, stats, finished_at, files_total, files_done)
+               VALUES ($1, $2, $3, 'succeeded', $4, now(), 0, 0) RETURNING id""",
+            repo_id,
+            commit,
+            space_id,
+            stats,
+        )
+        await conn.execute(
+            "UPDATE mahavishnu.repositories SET last_ingested_at = now() WHERE id = $1", repo_id
+        )
+    return int(run_id)

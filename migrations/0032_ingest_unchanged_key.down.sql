@@ -1,0 +1,1 @@
+ALTER TABLE mahavishnu.repositories DROP COLUMN unchanged_key;

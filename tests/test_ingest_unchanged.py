@@ -1,0 +1,214 @@
+"""The unchanged shortcut: a re-ingest of a clean git work tree that a run proved unchanged reads nothing.
+
+Every change git can see must still be ingested, and anything git cannot vouch for (symlinks, plain folders,
+other settings, an interrupted run) must take the full path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mahavishnu_assets.database.pool import Database
+from mahavishnu_assets.database.target import ConnectTarget
+from mahavishnu_assets.errors import MahavishnuError
+from mahavishnu_assets.ingest.pipeline import IngestResult, ingest_repository
+from mahavishnu_assets.settings import Settings
+from mahavishnu_assets.testing.ollama_stub import OllamaStub
+from tests import ingest_helpers
+from tests.ingest_helpers import (
+    commit_all,
+    fingerprint,
+    ingest_settings,
+    make_repo,
+    python_module,
+    write_files,
+)
+
+stub = ingest_helpers.stub  # the fixture
+
+
+def files() -> dict[str, str | bytes]:
+    return {
+        "src/alpha.py": python_module("alpha"),
+        "src/beta.py": python_module("beta"),
+        "README.md": "# Demo\n\nWords about the demo.\n",
+        "logo.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)),  # a skip verdict the shortcut must carry
+        ".gitignore": "scratch/\n",
+    }
+
+
+def shortcut(result: IngestResult) -> bool:
+    return "unchanged_check" in result.phases and "discover" not in result.phases
+
+
+async def key_of(db: Database, name: str) -> str | None:
+    async with db.connection() as conn:
+        value = await conn.fetchval("SELECT unchanged_key FROM mahavishnu.repositories WHERE name = $1", name)
+    return str(value) if value is not None else None
+
+
+async def proven(db: Database, settings: Settings, repo: Path) -> IngestResult:
+    """First ingest, then the run that finds everything as stored and records the key."""
+    first = await ingest_repository(db, settings, repo, name="demo")
+    assert not shortcut(first) and await key_of(db, "demo") is None  # it read files: proves nothing
+    second = await ingest_repository(db, settings, repo, name="demo")
+    assert not shortcut(second) and second.files_read == 0
+    assert await key_of(db, "demo") is not None
+    return second
+
+
+async def test_a_proven_clean_tree_is_not_read_again(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    repo = make_repo(tmp_path / "repo", files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    second = await proven(db, settings, repo)
+    async with db.connection() as conn:
+        before = await fingerprint(conn)
+    requests = stub.stats.embed_requests
+
+    third = await ingest_repository(db, settings, repo, name="demo")
+    assert shortcut(third)
+    for field in ("files_seen", "files_skipped", "skipped", "files_unchanged", "commit", "embedding_space"):
+        assert getattr(third, field) == getattr(second, field), field
+    assert third.skipped == {"binary": 1}
+    assert third.files_changed == third.files_read == third.chunks_written == third.embeddings_computed == 0
+    assert stub.stats.embed_requests == requests
+    async with db.connection() as conn:
+        assert await fingerprint(conn) == before
+        runs = await conn.fetch("SELECT status, stats FROM mahavishnu.ingest_runs ORDER BY id")
+    assert [r["status"] for r in runs] == ["succeeded"] * 3
+    assert runs[-1]["stats"]["files_seen"] == third.files_seen
+    # Ignored files are outside what is ingested: changing them keeps the shortcut.
+    write_files(repo, {"scratch/tmp.py": "x = 1\n"})
+    assert shortcut(await ingest_repository(db, settings, repo, name="demo"))
+
+
+@pytest.mark.parametrize("change", ["edit", "add_untracked", "delete", "commit", "stage", "binary_to_text"])
+async def test_every_change_git_sees_is_ingested(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub, change: str
+) -> None:
+    repo = make_repo(tmp_path / "repo", files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await proven(db, settings, repo)
+
+    marker = "shortcut_must_not_hide_this"
+    if change == "edit":
+        write_files(repo, {"src/alpha.py": python_module("alpha") + f"\n# {marker}\n"})
+    elif change == "add_untracked":
+        write_files(repo, {"src/new.py": f"def {marker}():\n    return 1\n"})
+    elif change == "delete":
+        (repo / "src/beta.py").unlink()
+    elif change == "commit":
+        write_files(repo, {"src/alpha.py": python_module("alpha") + f"\n# {marker}\n"})
+        commit_all(repo, "change")
+    elif change == "stage":
+        write_files(repo, {"docs/new.md": f"# {marker}\n"})
+        ingest_helpers.git(repo, "add", "docs/new.md")
+    elif change == "binary_to_text":
+        write_files(repo, {"logo.png": f"now text: {marker}\n"})
+
+    result = await ingest_repository(db, settings, repo, name="demo")
+    assert not shortcut(result)
+    async with db.connection() as conn:
+        hits = await conn.fetchval(
+            "SELECT count(*) FROM mahavishnu.chunks WHERE content LIKE $1", f"%{marker}%"
+        )
+        paths = {r["path"] for r in await conn.fetch("SELECT path FROM mahavishnu.source_files")}
+    if change == "delete":
+        assert "src/beta.py" not in paths and result.files_deleted == 1
+    else:
+        assert hits >= 1
+    # The database is exactly what a clean ingest of the work tree gives.
+    async with db.connection() as conn:
+        incremental = await fingerprint(conn, include_commit=False)
+        await conn.execute("TRUNCATE mahavishnu.repositories, mahavishnu.embeddings CASCADE")
+    await ingest_repository(db, settings, repo, name="demo")
+    async with db.connection() as conn:
+        assert await fingerprint(conn, include_commit=False) == incremental
+
+
+async def test_touched_files_keep_the_database_right(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    repo = make_repo(tmp_path / "repo", files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await proven(db, settings, repo)
+    async with db.connection() as conn:
+        before = await fingerprint(conn)
+    os.utime(repo / "src/alpha.py", (1_600_000_500, 1_600_000_500))
+    result = await ingest_repository(db, settings, repo, name="demo")
+    assert result.embeddings_computed == result.chunks_written == 0
+    async with db.connection() as conn:
+        assert await fingerprint(conn) == before
+
+
+async def test_other_settings_or_space_take_the_full_path(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    repo = make_repo(tmp_path / "repo", files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await proven(db, settings, repo)
+
+    stricter = ingest_settings(database, tmp_path / "home", stub.url, exclude_patterns=["*.md"])
+    result = await ingest_repository(db, stricter, repo, name="demo")
+    assert not shortcut(result) and result.skipped.get("ignored") == 1 and result.files_deleted == 1
+    again = await ingest_repository(db, stricter, repo, name="demo")
+    assert not shortcut(again)  # this run removed a file: it proves nothing yet
+    assert shortcut(await ingest_repository(db, stricter, repo, name="demo"))
+
+    local = ingest_settings(database, tmp_path / "home", None, exclude_patterns=["*.md"])
+    other_space = await ingest_repository(db, local, repo, name="demo")
+    assert not shortcut(other_space) and other_space.embedding_space.startswith("local:")
+
+
+async def test_symlinks_and_plain_folders_never_take_the_shortcut(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    linked = make_repo(tmp_path / "linked", files(), use_git=False)
+    (linked / "alias.md").symlink_to("README.md")
+    ingest_helpers.git(linked, "init", "-q", "-b", "main")
+    commit_all(linked, "initial")
+    plain = make_repo(tmp_path / "plain", files(), use_git=False)
+    for repo, name in ((linked, "linked"), (plain, "plain")):
+        for _ in range(3):
+            result = await ingest_repository(db, settings, repo, name=name)
+            assert not shortcut(result)
+        assert await key_of(db, name) is None
+
+
+async def test_an_interrupted_run_clears_the_key(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    repo = make_repo(tmp_path / "repo", files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await proven(db, settings, repo)
+
+    write_files(repo, {"src/alpha.py": python_module("alpha", 5)})
+    stub.configure(error_status=500)
+    with pytest.raises(MahavishnuError):
+        await ingest_repository(db, settings, repo, name="demo")
+    assert await key_of(db, "demo") is None
+    # Back as it was: git is clean again, but only a full run may say the database matches.
+    write_files(repo, {"src/alpha.py": python_module("alpha")})
+    stub.configure(error_status=None)
+    result = await ingest_repository(db, settings, repo, name="demo")
+    assert not shortcut(result)
+
+
+async def test_a_refused_chunk_keeps_the_full_path(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    content = files()
+    content["src/poison.py"] = "POISON = 'the server refuses this'\n"
+    repo = make_repo(tmp_path / "repo", content)
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    stub.configure(reject_containing="POISON")
+    for _ in range(3):
+        result = await ingest_repository(db, settings, repo, name="demo")
+        assert not shortcut(result) and result.skipped.get("embedding_rejected") == 1
+    assert await key_of(db, "demo") is None
