@@ -179,6 +179,22 @@ def test_secret_detection() -> None:
     assert not is_secret_file(".env.example") and not is_secret_file("environment.py")
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        "glpat-" + "Ab3_" * 5,
+        "glptt-" + "0123456789abcdefABCD" * 2,
+        "glimt-" + "x1Y2z" * 5,
+        "glagent-" + "Q7" * 25,
+        "GR1348941" + "k9-L" * 6,
+    ],
+)
+def test_every_gitlab_token_type_is_found(token: str) -> None:
+    # Built at run time so this file holds no token-shaped literal.
+    text = f"def connect():\n    token = '{token}'\n    return token\n"
+    assert [f.kind for f in find_secrets(text)] == ["GitLab Token"]
+
+
 async def test_configured_path_with_dotdot_and_missing_paths_are_refused(
     db: Database, database: ConnectTarget, tmp_path: Path
 ) -> None:

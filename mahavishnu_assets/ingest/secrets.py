@@ -102,10 +102,15 @@ _ANCHORS: dict[str, tuple[str, ...]] = {
     "StripeDetector": ("k_live_",),
     "TwilioKeyDetector": ("ac", "sk"),
 }
-_CORES: dict[str, re.Pattern[str]] = {
-    "DiscordBotTokenDetector": re.compile(r"\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}"),
-    "GitLabTokenDetector": re.compile(r"gl(?:pat|dt|ft|soat|rt|cbt)-|GR1348941"),
-    "MailchimpDetector": re.compile(r"-us[0-9]"),
+# Each regex starts with a literal, so it is found by a fast search for that literal (an alternation at the
+# top of a pattern would be tried at every position instead).
+_CORES: dict[str, tuple[re.Pattern[str], ...]] = {
+    "DiscordBotTokenDetector": (re.compile(r"\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}"),),
+    "GitLabTokenDetector": (
+        re.compile(r"gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas)-"),
+        re.compile(r"GR1348941"),
+    ),
+    "MailchimpDetector": (re.compile(r"-us[0-9]"),),
 }
 _TEMPLATED = re.compile(r"^(\$\{?.*\}?|\{\{?.*\}?\}|<[^>]*>|%\(?\w*\)?s|\*+|\.\.\.|\$\w+|%s|\{\w*\})$")
 
@@ -134,8 +139,9 @@ def _is_placeholder(kind: str, value: str) -> bool:
 
 
 @lru_cache(maxsize=8)
-def _plugins(names: tuple[str, ...]) -> list[tuple[Any, re.Pattern[str]]]:
-    """Each plugin with one combined, multi-line prefilter built from its own patterns."""
+def _plugins(names: tuple[str, ...]) -> list[tuple[Any, tuple[re.Pattern[str], ...]]]:
+    """Each plugin with its own patterns, compiled multi-line and kept apart: a pattern that starts with a
+    literal is then found by a fast search for that literal, which one alternation of them all prevents."""
     import importlib
     import warnings
 
@@ -151,14 +157,12 @@ def _plugins(names: tuple[str, ...]) -> list[tuple[Any, re.Pattern[str]]]:
         if cls is None:
             raise ValueError(f"Unknown detect-secrets plugin {name!r}")
         plugin = cls()
-        patterns = [p.pattern for p in getattr(plugin, "denylist", [])]
-        if not patterns:
-            continue
-        flags = 0
-        for p in plugin.denylist:
-            flags |= p.flags & (re.IGNORECASE | re.VERBOSE | re.DOTALL)
-        combined = re.compile("|".join(f"(?:{p})" for p in patterns), flags | re.MULTILINE)
-        out.append((plugin, combined))
+        keep = re.IGNORECASE | re.VERBOSE | re.DOTALL
+        patterns = tuple(
+            re.compile(p.pattern, (p.flags & keep) | re.MULTILINE) for p in getattr(plugin, "denylist", [])
+        )
+        if patterns:
+            out.append((plugin, patterns))
     return out
 
 
@@ -168,28 +172,32 @@ def find_secrets(
     """Secrets in `text`, up to `limit` findings (one is enough to skip a file)."""
     findings: list[SecretFinding] = []
     lowered = text.lower()
-    for plugin, prefilter in _plugins(plugins):
+    for plugin, patterns in _plugins(plugins):
         name = type(plugin).__name__
         anchors = _ANCHORS.get(name)
         if anchors is not None and not any(a in lowered for a in anchors):
             continue
-        core = _CORES.get(name)
-        if core is not None and core.search(text) is None:
+        cores = _CORES.get(name)
+        if cores is not None and not any(core.search(text) for core in cores):
             continue
-        position = 0
-        while len(findings) < limit:
-            hit = prefilter.search(text, position)
-            if hit is None:
-                break
-            line_start = text.rfind("\n", 0, hit.start()) + 1
-            line_end = text.find("\n", hit.end())
-            line_end = len(text) if line_end < 0 else line_end
-            line = text[line_start:line_end]
-            for value in plugin.analyze_string(line):
-                if not _is_placeholder(plugin.secret_type, value):
-                    findings.append(SecretFinding(plugin.secret_type, text.count("\n", 0, line_start) + 1))
+        analysed: set[int] = set()  # line starts this plugin already judged (several patterns may hit one)
+        for pattern in patterns:
+            position = 0
+            while len(findings) < limit:
+                hit = pattern.search(text, position)
+                if hit is None:
                     break
-            position = max(line_end, hit.end()) + 1
-        if len(findings) >= limit:
-            break
+                line_start = text.rfind("\n", 0, hit.start()) + 1
+                line_end = text.find("\n", hit.end())
+                line_end = len(text) if line_end < 0 else line_end
+                if line_start not in analysed:
+                    analysed.add(line_start)
+                    for value in plugin.analyze_string(text[line_start:line_end]):
+                        if not _is_placeholder(plugin.secret_type, value):
+                            line = text.count("\n", 0, line_start) + 1
+                            findings.append(SecretFinding(plugin.secret_type, line))
+                            break
+                position = max(line_end, hit.end()) + 1
+            if len(findings) >= limit:
+                return findings
     return findings
