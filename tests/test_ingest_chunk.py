@@ -119,3 +119,18 @@ def test_language_detection() -> None:
     assert detect_language("bin/run", "#!/bin/bash\necho\n") == "shell"
     assert detect_language("LICENSE") == "text"
     assert detect_language("data.unknownext") == "text"
+
+
+def test_long_prose_is_cut_between_sentences_without_losing_text() -> None:
+    from mahavishnu_assets.ingest.chunk import ChunkOptions, _sentences
+
+    text = " ".join(f"Sentence number {i} says something about item {i}." for i in range(80))
+    assert "".join(_sentences(text)) == text
+    assert _sentences("One. Two!  Three?\nFour") == ["One. ", "Two!  ", "Three?\n", "Four"]
+    paragraphs = "\n".join(text[i : i + 300] for i in range(0, len(text), 300)) + "\n"
+    chunks = chunk_text(paragraphs, "text", ChunkOptions(max_chunk_chars=600))
+    assert len(chunks) > 3
+    lines = paragraphs.split("\n")
+    for chunk in chunks:
+        assert "\n".join(lines[chunk.start_line - 1 : chunk.end_line]) == chunk.content
+        assert len(chunk.content) <= 600 + 300  # whole lines: at most one line past the limit

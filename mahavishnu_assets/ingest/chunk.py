@@ -14,6 +14,7 @@ import bisect
 import hashlib
 import itertools
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,7 +24,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # Bumped whenever chunk boundaries change for the same input: stored files are then re-chunked.
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 
 TREE_SITTER_LANGUAGES = ("python", "javascript", "typescript", "tsx", "go", "rust")
 MARKDOWN = "markdown"
@@ -202,6 +203,26 @@ def _grammar(language: str) -> Any:
     return getattr(importlib.import_module(module), function)()
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences for `SentenceSplitter`, each keeping the whitespace after it (so no character is lost).
+
+    A regex in place of the default NLTK punkt tokenizer, which cost several times all the rest of chunking
+    prose (django's docs: 4 of 5 seconds); punkt's finer abbreviation handling only moves where a long
+    paragraph is cut.
+    """
+    pieces: list[str] = []
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        pieces.append(text[start : end.end()])
+        start = end.end()
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
 def _char_tokenizer(text: str) -> list[str]:
     # Sizes are counted in characters: no tokenizer download, and the limit matches max_chunk_chars.
     return list(text)
@@ -245,6 +266,7 @@ def _splitter(kind: str, options: ChunkOptions) -> Any:
             chunk_size=options.max_chunk_chars,
             chunk_overlap=min(options.max_chunk_chars // 10, 200),
             tokenizer=_char_tokenizer,
+            chunking_tokenizer_fn=_sentences,
             include_metadata=False,
             include_prev_next_rel=False,
         )
