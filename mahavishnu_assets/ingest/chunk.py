@@ -223,9 +223,10 @@ def _sentences(text: str) -> list[str]:
     return pieces
 
 
-def _char_tokenizer(text: str) -> list[str]:
-    # Sizes are counted in characters: no tokenizer download, and the limit matches max_chunk_chars.
-    return list(text)
+def _char_tokenizer(text: str) -> range:
+    # Sizes are counted in characters: no tokenizer download, and the limit matches max_chunk_chars. The
+    # splitters only take len() of the result, so a range (built in constant time) stands in for the list.
+    return range(len(text))
 
 
 @lru_cache(maxsize=1)
