@@ -7,7 +7,9 @@ run completes: files whose stored hash matches are not touched again.
 
 Unchanged files are recognised without reading them (size, mtime, ctime and inode as recorded, and the same
 chunking configuration); files whose stat changed are re-hashed, and re-chunked only if their bytes changed.
-Only chunk contents missing from the embedding cache of the active space are embedded.
+Only chunk contents missing from the embedding cache of the active space are embedded. A run that finds every
+file of a clean git work tree as stored records an unchanged key (HEAD, root, settings, space); while git
+reports that HEAD with a clean tree, later runs only check the key (`git status` and one query).
 
 Each file and chunk records the commit at which its content was ingested: a commit at which the file held
 exactly those lines (`git show COMMIT:PATH`), so rows of unchanged files are never rewritten when HEAD moves;
