@@ -12,9 +12,12 @@ from mahavishnu_assets.cli.output import subcommand
 async def ingest(args: argparse.Namespace) -> dict[str, Any]:
     # Imported here: `mahavishnu --help` and the other commands never pay for the ingest machinery.
     from mahavishnu_assets.cli.context import opened
+    from mahavishnu_assets.ingest.discover import prefetch_clean_head
     from mahavishnu_assets.ingest.pipeline import ingest_repository
     from mahavishnu_assets.ingest.progress import ProgressBar, Throttled
 
+    # Git answers whether the tree is clean while the server is reached and migrations are checked.
+    prefetch_clean_head(args.path)
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.no_progress else None
     async with opened() as (settings, db):
         try:
