@@ -435,6 +435,7 @@ def run_one(corpus: str, args: argparse.Namespace) -> dict:
             settle(home, "bench_peer")
 
         # 3. unchanged re-ingest
+        quiesce(home, "bench_ours")
         walls, results = [], []
         for _ in range(args.repeats):
             wall, again = mahavishnu(["ingest", str(repo), "--json"], env)
