@@ -94,3 +94,35 @@ def test_pipeline_reports_a_missing_path_as_a_json_error(
     assert proc.returncode != 0
     error = json.loads(proc.stdout.strip().splitlines()[-1])
     assert error["error"] and error["suggestion"]
+
+
+def test_pipeline_finishes_when_started_with_sigterm_ignored(
+    database: ConnectTarget, settings_dir: Path, tmp_path: Path
+) -> None:
+    """A parent that ignores SIGTERM (what a Dagster process started with `&` passes on) must not leave
+    Dagster's log-mirroring `tail` processes alive holding our stdout: reading it to the end would hang."""
+    import signal
+
+    repo = make_repo(tmp_path)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MAHAVISHNU_", "DAGSTER_"))},
+        "MAHAVISHNU_SETTINGS_DIR": str(settings_dir),
+        "MAHAVISHNU_HOME": str(tmp_path / "home"),
+        "MAHAVISHNU_DATABASE_URL": database.libpq_url().get_secret_value(),
+        "MAHAVISHNU_EMBEDDER": "local",
+    }
+
+    def ignore_sigterm() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mahavishnu_assets.cli", "pipeline", str(repo), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=45,  # Dagster gives up on an unstoppable tail after 30 s per stream
+        preexec_fn=ignore_sigterm,  # the point of the test: an inherited disposition
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["success"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from mahavishnu_assets.cli import ingest, memory, pipeline, search, server
@@ -23,7 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stoppable() -> None:
+    """Take back the default SIGTERM when it arrives ignored.
+
+    A parent that ignores SIGINT (any job a non-interactive shell starts with `&`) and ran Dagster in its main
+    thread ignores SIGTERM too (Dagster maps SIGTERM to SIGINT's handler), and children inherit an ignored
+    signal. Dagster stops the `tail` processes that mirror a run's logs with SIGTERM: ignored, they would
+    outlive this command and hold its stdout open, so a caller reading it to the end would wait forever.
+    """
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _stoppable()
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.handler(args))
