@@ -226,3 +226,40 @@ def test_prefetched_git_answer_is_used_once(tmp_path: Path) -> None:
     assert discover.git_clean_head(repo.resolve()) is None  # asked again, not the earlier answer
     discover.prefetch_clean_head(tmp_path / "missing")  # the ingest reports a bad path, not the prefetch
     assert discover._prefetched == {}
+
+
+async def test_a_repository_with_clean_filters_never_runs_them(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    repo = make_repo(tmp_path / "repo", files())
+    marker = tmp_path / "filter-ran"
+    # A hostile repository's config: `git status` would run this clean filter on files whose stat changed.
+    write_files(repo, {".gitattributes": "*.py filter=marker\n"})
+    commit_all(repo, "attributes")
+    ingest_helpers.git(repo, "config", "filter.marker.clean", f"sh -c 'touch {marker}; cat'")
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    for _ in range(3):
+        os.utime(repo / "src/alpha.py", None)  # a fresh mtime: git would re-hash it through the filter
+        result = await ingest_repository(db, settings, repo, name="demo")
+        assert not shortcut(result)
+    assert not marker.exists()
+    assert await key_of(db, "demo") is None
+
+
+@pytest.mark.parametrize("flag", ["--assume-unchanged", "--skip-worktree"])
+async def test_files_git_was_told_not_to_check_are_still_checked(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub, flag: str
+) -> None:
+    repo = make_repo(tmp_path / "repo", files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await proven(db, settings, repo)
+    ingest_helpers.git(repo, "update-index", flag, "src/alpha.py")
+    write_files(repo, {"src/alpha.py": "def hidden_from_git_status():\n    return 1\n"})
+    assert ingest_helpers.git(repo, "status", "--porcelain") == ""  # git itself no longer sees it
+    result = await ingest_repository(db, settings, repo, name="demo")
+    assert not shortcut(result)
+    async with db.connection() as conn:
+        hits = await conn.fetchval(
+            "SELECT count(*) FROM mahavishnu.chunks WHERE content LIKE '%hidden_from_git_status%'"
+        )
+    assert hits == 1

@@ -243,7 +243,31 @@ def _clean_head(root: Path) -> str | None:
     top, head = both.split()
     if os.path.realpath(os.fsdecode(top)) != str(root):
         return None
-    status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none")
+    # `git status` re-hashes files through the repository's clean filters: commands its config names, which
+    # we never run. Such a repository gets the full path instead (listing files runs no filter).
+    if _git(root, "config", "--get-regexp", r"^filter\.") is not None:
+        return None
+    # Entries git was told not to check (assume-unchanged, skip-worktree) would look clean while changed.
+    flags = _git(root, "ls-files", "-v", "-z")
+    if flags is None or any(entry[:1].islower() or entry[:2] == b"S " for entry in flags.split(b"\0")):
+        return None
+    status = _git(
+        root,
+        # Full stat comparison whatever the repository's config says (checkStat=minimal misses changes).
+        "-c",
+        "core.checkStat=default",
+        "-c",
+        "core.trustctime=true",
+        "-c",
+        "core.ignoreStat=false",
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        # Submodules are never ingested (their folders are skipped), so their state does not matter, and
+        # git would otherwise run inside them with their own config.
+        "--ignore-submodules=all",
+    )
     if status is None or status.strip(b"\0"):
         return None
     return head.decode()
