@@ -263,3 +263,13 @@ async def test_files_git_was_told_not_to_check_are_still_checked(
             "SELECT count(*) FROM mahavishnu.chunks WHERE content LIKE '%hidden_from_git_status%'"
         )
     assert hits == 1
+
+
+async def test_a_folder_with_spaces_keeps_its_commit_and_the_shortcut(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    repo = make_repo(tmp_path / "my repo", files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    second = await proven(db, settings, repo)
+    assert second.commit == ingest_helpers.git(repo, "rev-parse", "HEAD")
+    assert shortcut(await ingest_repository(db, settings, repo, name="demo"))

@@ -236,13 +236,26 @@ def git_clean_head(root: Path) -> str | None:
     return future.result() if future is not None else _clean_head(root)
 
 
+def _top_and_head(root: Path) -> tuple[bytes, str | None] | None:
+    """The top folder of the work tree holding `root` and its HEAD (None before the first commit); None outside
+    git."""
+    # One call for both in the common case; rev-parse prints one per line (a path may hold spaces).
+    both = (_git(root, "rev-parse", "--show-toplevel", "HEAD") or b"").splitlines()
+    if len(both) == 2:
+        return both[0], both[1].decode()
+    top = (_git(root, "rev-parse", "--show-toplevel") or b"").strip()
+    return (top, None) if top else None
+
+
+def _is_top(root: Path, top: bytes) -> bool:
+    return os.path.realpath(os.fsdecode(top)) == str(root)
+
+
 def _clean_head(root: Path) -> str | None:
-    both = _git(root, "rev-parse", "--show-toplevel", "HEAD")
-    if both is None or len(both.split()) != 2:
+    found = _top_and_head(root)
+    if found is None or found[1] is None or not _is_top(root, found[0]):
         return None
-    top, head = both.split()
-    if os.path.realpath(os.fsdecode(top)) != str(root):
-        return None
+    head = found[1]
     # `git status` re-hashes files through the repository's clean filters: commands its config names, which
     # we never run. Such a repository gets the full path instead (listing files runs no filter).
     if _git(root, "config", "--get-regexp", r"^filter\.") is not None:
@@ -270,22 +283,16 @@ def _clean_head(root: Path) -> str | None:
     )
     if status is None or status.strip(b"\0"):
         return None
-    return head.decode()
+    return head
 
 
 def _git_paths(root: Path) -> tuple[list[bytes], str | None] | None:
     """Git's list of the work tree's files and its HEAD; None outside a work tree (or one that ignores root)."""
-    # One call for both in the common case; a repository without commits has no HEAD to name.
-    both = _git(root, "rev-parse", "--show-toplevel", "HEAD")
-    if both is not None and len(both.split()) == 2:
-        top, head_raw = both.split()
-        head: str | None = head_raw.decode()
-    else:
-        top = (_git(root, "rev-parse", "--show-toplevel") or b"").strip()
-        head = None
-    if not top:
+    found = _top_and_head(root)
+    if found is None:
         return None
-    if os.path.realpath(os.fsdecode(top)) != str(root):
+    top, head = found
+    if not _is_top(root, top):
         # A folder inside someone's work tree: git's view only if that work tree does not ignore it.
         try:
             ignored = subprocess.run(
