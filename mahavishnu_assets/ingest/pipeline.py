@@ -156,14 +156,15 @@ def unchanged_key(settings: Settings, config: str, root: Path, head: str, space_
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
-def _git_proves_unchanged(found: Discovery, clean_head: str | None) -> bool:
-    """Whether git alone will see any later change of what this discovery found: a clean tree at the same
-    HEAD, no symlinks (their targets may change unseen) and no skips that depend on more than the path."""
+def _git_proves_unchanged(found: Discovery, clean_head: str, skipped: dict[str, int]) -> bool:
+    """Whether git alone will see any later change of what this run found: a clean tree at the same HEAD, no
+    symlinks (their targets may change unseen), no skips that depend on more than the path, and no refused
+    chunk (the server's verdict, not the file's: it is retried without git)."""
     return (
-        clean_head is not None
-        and found.commit == clean_head
+        found.commit == clean_head
         and all(c.real_path is None for c in found.candidates)
         and set(found.skipped.values()) <= _GIT_VISIBLE_SKIPS
+        and EMBEDDING_REJECTED not in skipped
     )
 
 
@@ -448,9 +449,8 @@ class Ingest:
                     f"The embedding server refused {len(rows) - len(good)} stored chunks of this repository",
                     suggestion="Check the embedding model; re-ingest after fixing it.",
                 )
-            async with self.db.transaction() as conn:
-                await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", store.PRUNE_LOCK, space_id)
-                await store.insert_embeddings(conn, space_id, key.dimensions, good)
+            async with self.db.connection() as conn:
+                await store.store_embeddings(conn, space_id, key.dimensions, good, shared=True)
             total += len(good)
             self.progress.embeddings_computed += len(good)
             self._tick()
@@ -505,12 +505,10 @@ class Ingest:
                     first = previous_ok is None
                     # Nothing read, nothing removed, and git would see any change: later runs may trust git.
                     proof = None
-                    # A refused chunk is the server's verdict, not the file's: it is retried without git.
                     if (
-                        self._untouched
-                        and clean_head
-                        and _git_proves_unchanged(found, clean_head)
-                        and EMBEDDING_REJECTED not in result.skipped
+                        clean_head
+                        and self._untouched
+                        and _git_proves_unchanged(found, clean_head, result.skipped)
                     ):
                         proof = unchanged_key(self.settings, self._config, root, clean_head, space_id)
                     async with conn.transaction():

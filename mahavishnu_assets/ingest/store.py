@@ -10,7 +10,8 @@ Chunks are bulk-loaded with binary COPY (asyncpg `copy_records_to_table`), alway
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -238,6 +239,19 @@ async def insert_embeddings(
     return int(status.split()[-1])
 
 
+@asynccontextmanager
+async def _batch_transaction(conn: asyncpg.Connection, space_id: int) -> AsyncIterator[None]:
+    """A transaction of ingest writes, holding the space's prune lock (shared) to commit.
+
+    It needs atomicity, not durability: what a server crash loses is redone by the next run (its files still
+    differ from what is stored, or its vectors are still missing), so the commit does not wait for the WAL.
+    """
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", PRUNE_LOCK, space_id)
+        yield
+
+
 async def store_embeddings(
     conn: asyncpg.Connection,
     space_id: int,
@@ -257,9 +271,7 @@ async def store_embeddings(
         return 0
     if not shared:
         try:
-            async with conn.transaction():
-                await conn.execute("SET LOCAL synchronous_commit = off")
-                await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", PRUNE_LOCK, space_id)
+            async with _batch_transaction(conn, space_id):
                 await conn.copy_records_to_table(
                     "embeddings",
                     schema_name="mahavishnu",
@@ -269,9 +281,7 @@ async def store_embeddings(
             return len(embeddings)
         except asyncpg.UniqueViolationError:
             pass  # stored meanwhile by a concurrent ingest sharing this content
-    async with conn.transaction():
-        await conn.execute("SET LOCAL synchronous_commit = off")
-        await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", PRUNE_LOCK, space_id)
+    async with _batch_transaction(conn, space_id):
         return await insert_embeddings(conn, space_id, dimensions, embeddings)
 
 
@@ -290,12 +300,8 @@ async def write_batch(
     """Store the batch's new vectors, then replace its files in one transaction; raises MissingEmbeddingsError
     (no file written) when embeddings it counted on were pruned meanwhile."""
     inserted = await store_embeddings(conn, space_id, dimensions, batch.embeddings, shared=shared)
-    async with conn.transaction():
-        # Batches need atomicity, not durability: a batch lost to a server crash is redone by the next run
-        # (its files still differ from what is stored), so commits need not wait for the WAL flush.
-        await conn.execute("SET LOCAL synchronous_commit = off")
-        # Held to commit: no prune can delete a vector between the check below and the chunks referencing it.
-        await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", PRUNE_LOCK, space_id)
+    # The prune lock held to commit: no vector can vanish between the check below and the chunks using it.
+    async with _batch_transaction(conn, space_id):
         if batch.needed:
             present = await existing_embeddings(conn, space_id, list(batch.needed))
             if len(present) != len(batch.needed):
