@@ -346,12 +346,17 @@ def _windows(
     return out
 
 
+def _span_chars(lines: list[str], start: int, end: int) -> int:
+    """Characters of lines start..end (1-based, inclusive) with their newlines."""
+    return sum(map(len, lines[start - 1 : end])) + end - start + 1
+
+
 def _limit(lines: list[str], ranges: list[tuple[int, int]], options: ChunkOptions) -> list[tuple[int, int]]:
     """Ranges widened to whole lines may outgrow the limit; cut such ones into line windows."""
     hard = 2 * options.max_chunk_chars
     out: list[tuple[int, int]] = []
     for start, end in ranges:
-        size = sum(map(len, lines[start - 1 : end])) + end - start + 1
+        size = _span_chars(lines, start, end)
         if size > hard and end > start:
             out.extend(_windows(lines, start, end, options, overlap=False))
         else:
@@ -366,7 +371,7 @@ def _merge_small(
     out: list[tuple[int, int]] = []
     sizes: list[int] = []
     for start, end in ranges:
-        size = sum(map(len, lines[start - 1 : end])) + end - start + 1
+        size = _span_chars(lines, start, end)
         if out and out[-1][1] + 1 >= start and sizes[-1] + size <= options.max_chunk_chars:
             out[-1] = (out[-1][0], end)
             sizes[-1] += size
