@@ -121,6 +121,15 @@ async def test_diagnostics_list_only_this_application(app_db: Database, database
     _no_password(diagnostics)
 
 
+async def closed_by_server(conn: asyncpg.Connection, seconds: float = 5.0) -> None:
+    """Wait for the goodbye of a backend the server just terminated: pg_terminate_backend returns before the
+    backend exits, and a query sent before its last message arrives races asyncpg's protocol state
+    (InternalClientError "another operation is in progress") instead of meeting a closed connection."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not conn.is_closed() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+
+
 async def test_terminate_idle_only_ours_and_the_pool_recovers(
     app_db: Database, database: ConnectTarget
 ) -> None:
@@ -144,6 +153,7 @@ async def test_terminate_idle_only_ours_and_the_pool_recovers(
         assert await stranger.fetchval("SELECT 1") == 1
         assert await in_tx.fetchval("SELECT 2") == 2
         for conn in ours:
+            await closed_by_server(conn)
             with pytest.raises(
                 (
                     asyncpg.exceptions.AdminShutdownError,
