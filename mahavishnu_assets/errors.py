@@ -65,6 +65,16 @@ class PoolExhaustedError(DatabaseUnavailableError):
     default_suggestion = "Raise postgres.pool_max_size or the server's max_connections, or lower concurrency."
 
 
+class DatabaseMissingError(DatabaseUnavailableError):
+    """The server is reachable but the configured database does not exist."""
+
+    code = "database_missing"
+    default_suggestion = (
+        "Create the database (CREATE DATABASE) or correct its name in MAHAVISHNU_DATABASE_URL or "
+        "MAHAVISHNU_POSTGRES__DATABASE; the embedded server creates its own."
+    )
+
+
 class SchemaError(MahavishnuError):
     """The database schema does not match the migrations."""
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -213,6 +213,8 @@ class Settings(BaseSettings):
 def _yaml_has(path: Path, loc: tuple[str | int, ...]) -> bool:
     if not path.is_file():
         return False
+    import yaml  # here: a run with no settings file never loads the YAML parser
+
     try:
         node: Any = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError:
@@ -241,6 +243,12 @@ def _source_of(loc: tuple[str | int, ...]) -> str:
     return "defaults"
 
 
+def _is_yaml_error(exc: BaseException) -> bool:
+    # A YAML error can only come from a parser already loaded: no settings file, no import.
+    yaml = sys.modules.get("yaml")
+    return yaml is not None and isinstance(exc, yaml.YAMLError)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate settings; a bad value raises ConfigurationError naming field, source and fix."""
     try:
@@ -261,7 +269,9 @@ def load_settings(**overrides: Any) -> Settings:
             "or fix it in settings/local.yaml / settings/mahavishnu.yaml.",
             fields=[".".join(str(p) for p in e["loc"]) for e in exc.errors()],
         ) from None
-    except yaml.YAMLError as exc:
+    except Exception as exc:
+        if not _is_yaml_error(exc):
+            raise
         raise ConfigurationError(
             f"A settings file is not valid YAML: {exc.__class__.__name__}",
             suggestion=f"Fix the YAML syntax in {settings_dir()}/local.yaml or mahavishnu.yaml.",

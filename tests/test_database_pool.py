@@ -100,3 +100,32 @@ async def test_closed_pool_refuses_use(database: ConnectTarget) -> None:
     with pytest.raises(DatabaseUnavailableError):
         async with db.connection():
             pass
+
+
+async def test_missing_database_is_named_and_only_the_embedded_one_is_created(
+    server_target: ConnectTarget,
+) -> None:
+    import uuid
+    from dataclasses import replace
+
+    from mahavishnu_assets.database.pool import connect
+    from mahavishnu_assets.database.server import _connect_creating
+    from mahavishnu_assets.errors import DatabaseMissingError
+
+    from .conftest import drop_database
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    external = replace(server_target.with_database(name), kind="external")
+    with pytest.raises(DatabaseMissingError) as info:
+        await connect(external)
+    assert info.value.to_dict()["error"] == "database_missing"
+    with pytest.raises(DatabaseMissingError):
+        await _connect_creating(external)
+    try:
+        conn = await _connect_creating(replace(external, kind="embedded"))
+        try:
+            assert await conn.fetchval("SELECT current_database()") == name
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(server_target, name)

@@ -142,3 +142,41 @@ async def test_concurrent_migrators_apply_once(empty_database: ConnectTarget) ->
     reports = await asyncio.gather(*(migrate_up(empty_database) for _ in range(4)))
     applied = sorted(v for r in reports for v in r.applied)
     assert applied == [m.version for m in load_migrations()]
+
+
+async def test_nothing_pending_waits_for_no_lock(database: ConnectTarget, tmp_path: Path) -> None:
+    """Every command checks migrations: with nothing pending it reads, and never queues behind a migrator."""
+    import asyncio
+
+    from mahavishnu_assets.database.migrations import LOCK_KEY
+
+    holder = await connect(database)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+        report = await asyncio.wait_for(migrate_up(database), timeout=30)
+        assert (report.applied, report.pending) == ([], [])
+        assert report.version == load_migrations()[-1].version
+
+        # A pending migration still waits for the lock holder.
+        folder = tmp_path / "migrations"
+        shutil.copytree(migrations_dir(), folder)
+        (folder / "9999_extra.up.sql").write_text("CREATE TABLE mahavishnu.extra (id int);")
+        (folder / "9999_extra.down.sql").write_text("DROP TABLE mahavishnu.extra;")
+        waiting = asyncio.ensure_future(migrate_up(database, folder=folder))
+        await asyncio.sleep(1.0)
+        assert not waiting.done()
+        await holder.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+        assert (await asyncio.wait_for(waiting, timeout=30)).applied == [9999]
+    finally:
+        await holder.close()
+
+
+async def test_edited_migration_is_refused_with_nothing_pending(
+    database: ConnectTarget, tmp_path: Path
+) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(migrations_dir(), folder)
+    edited = next(folder.glob("0003_*.up.sql"))
+    edited.write_text(edited.read_text() + "\n-- edited\n")
+    with pytest.raises(MigrationChecksumError):
+        await migrate_up(database, folder=folder)

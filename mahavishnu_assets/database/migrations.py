@@ -141,12 +141,23 @@ def _check_checksums(known: list[Migration], done: dict[int, asyncpg.Record]) ->
 
 
 async def migrate_up(
-    target: ConnectTarget, *, folder: Path | None = None, to: int | None = None
+    target: ConnectTarget,
+    *,
+    folder: Path | None = None,
+    to: int | None = None,
+    conn: asyncpg.Connection | None = None,
 ) -> MigrationReport:
-    """Apply pending migrations in order; running it again is a no-op."""
+    """Apply pending migrations in order; running it again is a no-op. `conn`, when given, is used (not closed)."""
     known = load_migrations(folder)
-    conn = await connect(target)
+    own = conn is None
+    conn = conn or await connect(target)
     try:
+        if to is None:
+            # Every command starts here: when nothing is pending, a read answers without the lock.
+            done = await applied_migrations(conn)
+            if done and all(m.version in done for m in known):
+                _check_checksums(known, done)
+                return MigrationReport(applied=[], reverted=[], version=max(done), pending=[])
         await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
         try:
             await _ensure_bookkeeping(conn)
@@ -179,7 +190,8 @@ async def migrate_up(
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     finally:
-        await conn.close()
+        if own:
+            await conn.close()
 
 
 async def migrate_down(target: ConnectTarget, *, folder: Path | None = None, to: int = 0) -> MigrationReport:

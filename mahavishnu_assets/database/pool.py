@@ -15,7 +15,12 @@ import asyncpg
 from pgvector.asyncpg import register_vector
 
 from mahavishnu_assets.database.target import ConnectTarget
-from mahavishnu_assets.errors import DatabaseUnavailableError, PoolExhaustedError, redact
+from mahavishnu_assets.errors import (
+    DatabaseMissingError,
+    DatabaseUnavailableError,
+    PoolExhaustedError,
+    redact,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +145,8 @@ def connection_error(target: ConnectTarget, exc: BaseException) -> DatabaseUnava
     detail = redact(f"{exc.__class__.__name__}: {exc}", target.secrets())
     if isinstance(exc, asyncpg.exceptions.TooManyConnectionsError):
         return PoolExhaustedError(f"{target.describe()} has no connection slots left ({detail})")
+    if isinstance(exc, asyncpg.exceptions.InvalidCatalogNameError):
+        return DatabaseMissingError(f"{target.describe()} does not exist ({detail})")
     if isinstance(
         exc,
         asyncpg.exceptions.InvalidPasswordError | asyncpg.exceptions.InvalidAuthorizationSpecificationError,

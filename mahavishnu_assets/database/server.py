@@ -10,6 +10,7 @@ import asyncpg
 
 from mahavishnu_assets.database.pool import Database, PoolConfig, connect
 from mahavishnu_assets.database.target import ConnectTarget, target_from_url
+from mahavishnu_assets.errors import DatabaseMissingError
 from mahavishnu_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -96,7 +97,24 @@ async def open_database(settings: Settings, *, migrate: bool = True, **pool_over
     from mahavishnu_assets.database.migrations import migrate_up
 
     target = await asyncio.to_thread(resolve_target, settings)
-    await ensure_database(target)
     if migrate:
-        await migrate_up(target)
+        # One connection checks for the database and its migrations (connecting is most of a quick command).
+        conn = await _connect_creating(target)
+        try:
+            await migrate_up(target, conn=conn)
+        finally:
+            await conn.close()
+    else:
+        await ensure_database(target)
     return await Database(target, pool_config(settings, **pool_overrides)).open()
+
+
+async def _connect_creating(target: ConnectTarget) -> asyncpg.Connection:
+    """A connection to the target database; the embedded server's is created when missing."""
+    try:
+        return await connect(target)
+    except DatabaseMissingError:
+        if target.kind != "embedded":
+            raise
+    await ensure_database(target)
+    return await connect(target)
