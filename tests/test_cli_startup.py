@@ -1,0 +1,42 @@
+"""What starting the `mahavishnu` command costs: no heavy module and no plugin scan before a command needs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = (
+    "import json, os, sys\n"
+    "import mahavishnu_assets.cli\n"
+    "from mahavishnu_assets.settings import load_settings\n"
+    "load_settings()\n"
+    "heavy = ('yaml', 'httpx', 'ollama', 'numpy', 'llama_index', 'dagster', 'multiprocessing')\n"
+    "print(json.dumps({'loaded': sorted(m for m in heavy if m in sys.modules),\n"
+    "                  'plugins': os.environ.get('PYDANTIC_DISABLE_PLUGINS')}))\n"
+)
+
+
+def probe(settings_dir: Path, **env: str) -> dict:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MAHAVISHNU_", "PYDANTIC_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**base, "MAHAVISHNU_SETTINGS_DIR": str(settings_dir), **env},
+    )
+    return json.loads(out.stdout)
+
+
+def test_the_command_loads_no_heavy_module_and_scans_no_plugins(tmp_path: Path) -> None:
+    result = probe(tmp_path)
+    assert result == {"loaded": [], "plugins": "__all__"}
+
+
+def test_a_users_plugin_setting_is_kept_and_a_settings_file_loads_yaml(tmp_path: Path) -> None:
+    (tmp_path / "local.yaml").write_text("postgres:\n  pool_max_size: 12\n")
+    result = probe(tmp_path, PYDANTIC_DISABLE_PLUGINS="")
+    assert result == {"loaded": ["yaml"], "plugins": ""}
