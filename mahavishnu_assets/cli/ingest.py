@@ -12,12 +12,9 @@ from mahavishnu_assets.cli.output import subcommand
 async def ingest(args: argparse.Namespace) -> dict[str, Any]:
     # Imported here: `mahavishnu --help` and the other commands never pay for the ingest machinery.
     from mahavishnu_assets.cli.context import opened
-    from mahavishnu_assets.ingest.discover import prefetch_clean_head
     from mahavishnu_assets.ingest.pipeline import ingest_repository
     from mahavishnu_assets.ingest.progress import ProgressBar, Throttled
 
-    # Git answers whether the tree is clean while the server is reached and migrations are checked.
-    prefetch_clean_head(args.path)
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.no_progress else None
     async with opened() as (settings, db):
         try:
@@ -32,6 +29,13 @@ async def ingest(args: argparse.Namespace) -> dict[str, Any]:
             if bar is not None:
                 bar.close()
     return result.to_dict()
+
+
+def ask_git(args: argparse.Namespace) -> None:
+    """Git answers whether the tree is clean while Python imports the rest and reaches the server."""
+    from mahavishnu_assets.ingest.discover import prefetch_clean_head
+
+    prefetch_clean_head(args.path)
 
 
 def render(result: dict[str, Any]) -> str:
@@ -85,7 +89,12 @@ async def ingest_status(settings: Any, db: Any) -> dict[str, Any]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(
-        sub, "ingest", ingest, "incremental ingest of one repository (registers it)", render=render
+        sub,
+        "ingest",
+        ingest,
+        "incremental ingest of one repository (registers it)",
+        render=render,
+        prepare=ask_git,
     )
     parser.add_argument("path", help="the repository's folder (a git work tree or a plain folder)")
     parser.add_argument("--name", help="the repository's name (default: the folder's name)")

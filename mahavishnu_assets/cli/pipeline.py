@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -94,6 +93,8 @@ async def pipeline(args: argparse.Namespace) -> dict[str, Any]:
         async with db.transaction() as conn:
             await store.register_repository(conn, repo, str(root), move=args.name is not None)
         dagster_home(settings.home)
+        import asyncio
+
         outcome = await asyncio.to_thread(run_main_job, repo, "DEBUG" if args.verbose else "WARNING")
         outcome = {"repo": repo, "root_path": str(root), **outcome}
         if not outcome["success"]:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
-from mahavishnu_assets.cli.context import opened
 from mahavishnu_assets.cli.output import subcommand
-from mahavishnu_assets.database.migrations import schema_version
-from mahavishnu_assets.database.server import embedded_server
-from mahavishnu_assets.settings import load_settings
+
+# The database machinery (pydantic, asyncpg) is imported inside each command: starting the `mahavishnu`
+# process stays light, and a command can start slow outside work (git) before paying for it.
 
 
 async def up(args: argparse.Namespace) -> dict[str, Any]:
+    from mahavishnu_assets.cli.context import opened
+    from mahavishnu_assets.database.migrations import schema_version
+
     async with opened() as (_, db):
         async with db.connection() as conn:
             return {
@@ -28,6 +29,11 @@ async def up(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def down(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+
+    from mahavishnu_assets.database.server import embedded_server
+    from mahavishnu_assets.settings import load_settings
+
     settings = load_settings()
     if not settings.uses_embedded_server:
         return {"database": "external", "stopped": False, "message": "an external server is never stopped"}
@@ -37,6 +43,9 @@ async def down(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def status(args: argparse.Namespace) -> dict[str, Any]:
+    from mahavishnu_assets.cli.context import opened
+    from mahavishnu_assets.database.migrations import schema_version
+
     async with opened() as (settings, db):
         health = await db.health_check()
         async with db.connection() as conn:
