@@ -118,6 +118,23 @@ async def test_mismatched_answers_stop_with_a_clear_error(
         await embedder.aclose()
 
 
+@pytest.mark.parametrize("fault", ["not_json", "no_embeddings"])
+async def test_an_answer_that_is_not_an_embedding_response_stops_without_retrying(
+    stub: OllamaStub, fault: str
+) -> None:
+    embedder = embedder_for(stub, dimensions=DIMENSIONS)
+    try:
+        stub.configure(**{fault: True})
+        before = stub.stats.embed_requests
+        with pytest.raises(EmbeddingError, match="not an embedding response") as info:
+            await embedder.embed(["one", "two"])
+        assert "OLLAMA_HOST" in info.value.to_dict()["suggestion"]
+        assert stub.stats.embed_requests == before + 1
+    finally:
+        stub.configure(**{fault: False})
+        await embedder.aclose()
+
+
 async def test_a_hanging_server_times_out(stub: OllamaStub) -> None:
     embedder = embedder_for(stub, timeout_seconds=0.2, max_retries=1, dimensions=DIMENSIONS)
     try:
@@ -144,6 +161,14 @@ def test_make_embedder_honours_the_choice_and_announces_the_fallback(
     assert isinstance(fallback, LocalEmbedder)
     assert fallback.announcement and "not reachable" in fallback.announcement
     assert "offline local embedder" in caplog.text
+    # Another web server behind the address is not Ollama either.
+    stub.configure(not_json=True)
+    try:
+        other = make_embedder(Settings(embedder="auto", ollama={"host": stub.url}))
+    finally:
+        stub.configure(not_json=False)
+    assert isinstance(other, LocalEmbedder)
+    assert other.announcement and "not an Ollama server" in other.announcement
 
 
 async def test_local_embedder_is_deterministic_and_related_texts_are_near() -> None:

@@ -237,6 +237,13 @@ class OllamaEmbedder:
             except (httpx.TimeoutException, httpx.TransportError, ConnectionError, OSError) as exc:
                 error = exc
                 reason = f"{exc.__class__.__name__}: {str(exc)[:200] or 'no detail'}"
+            except ValueError as exc:
+                # Undecodable JSON, or JSON without embeddings: not Ollama, so asking again will not help.
+                raise EmbeddingError(
+                    f"{self.options.host} answered /api/embed with something that is not an embedding response "
+                    f"({exc.__class__.__name__}); nothing of this batch was written",
+                    suggestion="Check that OLLAMA_HOST (ollama.host) points at an Ollama server.",
+                ) from None
             if attempt >= self.options.max_retries:
                 raise EmbeddingError(
                     f"Ollama at {self.options.host} failed {attempt + 1} times for model {self.model!r} "
@@ -378,7 +385,12 @@ def ollama_reachable(host: str, timeout: float = 1.5) -> str | None:
         return f"{exc.__class__.__name__}"
     if response.status_code != 200:
         return f"HTTP {response.status_code}"
-    return None
+    try:
+        version = response.json().get("version")
+    except (ValueError, AttributeError):
+        version = None
+    # Any web server answers 200; only Ollama says which version it is.
+    return None if isinstance(version, str) else "not an Ollama server: /api/version names no version"
 
 
 def make_embedder(settings: Settings) -> Embedder:

@@ -45,6 +45,8 @@ class StubConfig:
     too_few: bool = False  # one vector fewer than inputs
     non_finite: bool = False  # NaN in the first vector
     hang_seconds: float = 0.0  # wait this long before answering each embed request
+    not_json: bool = False  # HTTP 200 with an HTML page (another server behind OLLAMA_HOST)
+    no_embeddings: bool = False  # HTTP 200 with JSON that has no "embeddings"
 
 
 @dataclass
@@ -179,6 +181,10 @@ class OllamaStub:
             return self._fail(cfg.error_status, "the stub was told to fail")
         if not self._model_ok(model):
             return self._fail(404, f'model "{model}" not found, try pulling it first')
+        if cfg.not_json:
+            return 200, "<html><body>It works!</body></html>"
+        if cfg.no_embeddings:
+            return 200, json.dumps({"model": model, "error_detail": "nothing here"})
         if not all(isinstance(t, str) for t in texts):
             return self._fail(400, "input must be a string or a list of strings")
         if cfg.reject_containing and any(cfg.reject_containing in t for t in texts):
@@ -248,7 +254,9 @@ class OllamaStub:
                 with stub._lock:
                     stub.stats.requests += 1
                 if self.path == "/api/version":
-                    self._send(200, '{"version":"0.0.0-stub"}')
+                    self._send(
+                        200, "<html>It works!</html>" if stub.config.not_json else '{"version":"0.0.0-stub"}'
+                    )
                 elif self.path == "/api/tags":
                     names = stub.config.models or [DEFAULT_MODEL]
                     models = [
