@@ -147,6 +147,19 @@ async def test_a_hanging_server_times_out(stub: OllamaStub) -> None:
         await embedder.aclose()
 
 
+async def test_a_trickling_answer_times_out_as_a_whole(stub: OllamaStub) -> None:
+    """A server that sends a byte now and then never trips a read timeout; the request's deadline still holds."""
+    embedder = embedder_for(stub, timeout_seconds=0.5, max_retries=1, dimensions=DIMENSIONS)
+    try:
+        stub.configure(trickle_seconds=4)
+        with pytest.raises(EmbeddingError, match="Timeout"):
+            await embedder.embed(["slow", "drip"])
+        assert embedder.stats.retries == 1
+    finally:
+        stub.configure(trickle_seconds=0)
+        await embedder.aclose()
+
+
 def test_make_embedder_honours_the_choice_and_announces_the_fallback(
     stub: OllamaStub, settings_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -218,13 +218,16 @@ class OllamaEmbedder:
             try:
                 async with self._semaphore:
                     started = asyncio.get_running_loop().time()
-                    response = await client.embed(
-                        model=self.model,
-                        input=texts,
-                        truncate=True,
-                        keep_alive=self.options.keep_alive,
-                        **self.options.extra,
-                    )
+                    # httpx times each read; a server that trickles bytes would never trip that, so the whole
+                    # answer has the same deadline (Ollama sends nothing until a batch is computed).
+                    async with asyncio.timeout(self.options.timeout_seconds):
+                        response = await client.embed(
+                            model=self.model,
+                            input=texts,
+                            truncate=True,
+                            keep_alive=self.options.keep_alive,
+                            **self.options.extra,
+                        )
                     self.stats.seconds += asyncio.get_running_loop().time() - started
                 self.stats.requests += 1
                 return response.embeddings
@@ -234,6 +237,9 @@ class OllamaEmbedder:
                     raise
                 error: BaseException = exc
                 reason = f"HTTP {status}: {str(exc.error)[:200]}"
+            except TimeoutError as exc:
+                error = exc
+                reason = f"Timeout: no whole answer within {self.options.timeout_seconds:g}s"
             except (httpx.TimeoutException, httpx.TransportError, ConnectionError, OSError) as exc:
                 error = exc
                 reason = f"{exc.__class__.__name__}: {str(exc)[:200] or 'no detail'}"

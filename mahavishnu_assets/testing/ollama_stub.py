@@ -47,6 +47,7 @@ class StubConfig:
     hang_seconds: float = 0.0  # wait this long before answering each embed request
     not_json: bool = False  # HTTP 200 with an HTML page (another server behind OLLAMA_HOST)
     no_embeddings: bool = False  # HTTP 200 with JSON that has no "embeddings"
+    trickle_seconds: float = 0.0  # an embed answer's body is sent in 20 pieces spread over this long
 
 
 @dataclass
@@ -230,14 +231,23 @@ class OllamaStub:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-            def _send(self, status: int, payload: str) -> None:
+            def _send(self, status: int, payload: str, trickle: float = 0.0) -> None:
                 data = payload.encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 try:
-                    self.wfile.write(data)
+                    if not trickle:
+                        self.wfile.write(data)
+                        return
+                    # Never silent long enough for a read timeout, yet slow as a whole.
+                    step = max(1, -(-len(data) // 20))
+                    for start in range(0, len(data), step):
+                        self.wfile.write(data[start : start + step])
+                        self.wfile.flush()
+                        if stub._closing.wait(trickle / 20):
+                            return
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -286,7 +296,7 @@ class OllamaStub:
                     self._send(400, '{"error":"invalid JSON body"}')
                     return
                 if self.path == "/api/embed":
-                    self._send(*stub.embed(body))
+                    self._send(*stub.embed(body), trickle=stub.config.trickle_seconds)
                 elif self.path == "/api/embeddings":
                     status, payload = stub.embed(
                         {"model": body.get("model"), "input": [body.get("prompt", "")]}
