@@ -244,6 +244,8 @@ class OllamaEmbedder:
                 error = exc
                 reason = f"{exc.__class__.__name__}: {str(exc)[:200] or 'no detail'}"
             except ValueError as exc:
+                if not _not_an_embed_answer(exc):
+                    raise
                 # Undecodable JSON, or JSON without embeddings: not Ollama, so asking again will not help.
                 raise EmbeddingError(
                     f"{self.options.host} answered /api/embed with something that is not an embedding response "
@@ -378,6 +380,18 @@ def ollama_options(settings: Settings) -> OllamaOptions:
         max_retries=o.max_retries,
         retry_backoff_seconds=o.retry_backoff_seconds,
         max_input_chars=o.max_input_chars,
+    )
+
+
+def _not_an_embed_answer(exc: ValueError) -> bool:
+    """Whether the server's answer was not JSON or not an embed response (a text the client could not even
+    encode is another matter, and not the server's fault)."""
+    from json import JSONDecodeError
+
+    from pydantic import ValidationError
+
+    return isinstance(exc, JSONDecodeError) or (
+        isinstance(exc, ValidationError) and exc.title == "EmbedResponse"
     )
 
 
