@@ -83,6 +83,7 @@ async def test_batch_is_one_transaction(db: Database) -> None:
         ({"content": "x", "memory_type": "dream"}, "memory_type"),
         ({"content": ""}, "empty"),
         ({"content": "nul \x00 byte"}, "NUL"),
+        ({"content": "lone \ud800 surrogate"}, "lone surrogate"),
         ({"content": "x", "metadata": {"bad": float("nan")}}, "JSON"),
         ({"content": "x", "embedding": [float("nan"), 1, 1, 1]}, "NaN"),
         ({"content": "x", "embedding": [0, 0, 0, 0]}, "zero vector"),

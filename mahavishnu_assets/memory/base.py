@@ -74,6 +74,14 @@ def check_text(value: Any, what: str, *, max_chars: int | None = None, allow_emp
     if "\x00" in value:
         # PostgreSQL text cannot hold NUL; silently dropping it would change what was stored.
         raise MemoryStoreError(f"{what} contains a NUL character", suggestion="Remove NUL bytes first.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from undecodable bytes, say) cannot be stored as text nor sent to the embedder.
+        raise MemoryStoreError(
+            f"{what} is not valid Unicode text (it holds a lone surrogate)",
+            suggestion="Decode the source bytes with a real encoding, or replace what cannot be decoded.",
+        ) from None
     if max_chars is not None and len(value) > max_chars:
         raise MemoryStoreError(f"{what} is longer than {max_chars} characters")
     return value
