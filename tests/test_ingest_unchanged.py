@@ -50,14 +50,23 @@ async def key_of(db: Database, name: str) -> str | None:
     return str(value) if value is not None else None
 
 
+async def forget_key(db: Database, name: str) -> None:
+    async with db.connection() as conn:
+        await conn.execute("UPDATE mahavishnu.repositories SET unchanged_key = NULL WHERE name = $1", name)
+
+
 async def proven(db: Database, settings: Settings, repo: Path) -> IngestResult:
-    """First ingest, then the run that finds everything as stored and records the key."""
+    """A first ingest of a settled clean tree stores HEAD's content and records the key. Returned is what the
+    full path reports for an unchanged re-ingest (the key forgotten once), for the shortcut to match."""
     first = await ingest_repository(db, settings, repo, name="demo")
-    assert not shortcut(first) and await key_of(db, "demo") is None  # it read files: proves nothing
-    second = await ingest_repository(db, settings, repo, name="demo")
-    assert not shortcut(second) and second.files_read == 0
-    assert await key_of(db, "demo") is not None
-    return second
+    assert not shortcut(first) and first.files_read > 0
+    key = await key_of(db, "demo")
+    assert key is not None
+    await forget_key(db, "demo")
+    full = await ingest_repository(db, settings, repo, name="demo")
+    assert not shortcut(full) and full.files_read == 0
+    assert await key_of(db, "demo") == key  # the same proof, reached without reading
+    return full
 
 
 async def test_a_proven_clean_tree_is_not_read_again(
@@ -156,9 +165,9 @@ async def test_other_settings_or_space_take_the_full_path(
     stricter = ingest_settings(database, tmp_path / "home", stub.url, exclude_patterns=["*.md"])
     result = await ingest_repository(db, stricter, repo, name="demo")
     assert not shortcut(result) and result.skipped.get("ignored") == 1 and result.files_deleted == 1
+    # That run left HEAD's content under the new patterns stored (the tree did not move): it proved it.
     again = await ingest_repository(db, stricter, repo, name="demo")
-    assert not shortcut(again)  # this run removed a file: it proves nothing yet
-    assert shortcut(await ingest_repository(db, stricter, repo, name="demo"))
+    assert shortcut(again) and again.skipped == result.skipped and again.files_unchanged == 3
 
     local = ingest_settings(database, tmp_path / "home", None, exclude_patterns=["*.md"])
     other_space = await ingest_repository(db, local, repo, name="demo")
@@ -273,3 +282,52 @@ async def test_a_folder_with_spaces_keeps_its_commit_and_the_shortcut(
     second = await proven(db, settings, repo)
     assert second.commit == ingest_helpers.git(repo, "rev-parse", "HEAD")
     assert shortcut(await ingest_repository(db, settings, repo, name="demo"))
+
+
+async def test_freshly_written_files_prove_nothing_on_first_ingest(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    """A file modified just before it was read may change again without its stat showing it."""
+    repo = make_repo(tmp_path / "repo", files())
+    write_files(repo, {"src/alpha.py": python_module("alpha", 3)}, settle=False)
+    commit_all(repo, "fresh")
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    first = await ingest_repository(db, settings, repo, name="demo")
+    assert not shortcut(first) and await key_of(db, "demo") is None
+
+
+def test_still_as_found_sees_every_way_the_tree_moved(tmp_path: Path) -> None:
+    import time
+
+    from mahavishnu_assets.ingest.discover import (
+        compile_patterns,
+        discover,
+        git_clean_head,
+        resolve_root,
+        still_as_found,
+    )
+
+    def check(repo: Path, change: str) -> bool:
+        root = resolve_root(repo)
+        head = git_clean_head(root)
+        assert head is not None
+        found = discover(root, max_file_bytes=1_000_000, exclude=compile_patterns([]))
+        started = time.time_ns()
+        if change == "edit":
+            write_files(repo, {"src/alpha.py": python_module("alpha", 9)})  # same old mtime, other size
+        elif change == "same size":
+            (repo / "src" / "beta.py").write_text(python_module("beta").replace("beta", "BETA"))
+            os.utime(repo / "src" / "beta.py", (ingest_helpers.OLD, ingest_helpers.OLD))
+        elif change == "untracked":
+            write_files(repo, {"new.py": "x = 1\n"})
+        elif change == "commit":
+            write_files(repo, {"new.py": "x = 1\n"})
+            commit_all(repo, "moved")
+        elif change == "recent":
+            started = ingest_helpers.OLD * 1_000_000_000 + 1_000_000_000  # began 1 s after the files' mtime
+        return still_as_found(root, found, head, started)
+
+    for change in ("edit", "same size", "untracked", "commit", "recent"):
+        repo = make_repo(tmp_path / change.replace(" ", "_"), files())
+        assert check(repo, "nothing") is True
+        assert check(repo, change) is False, change

@@ -236,6 +236,27 @@ def git_clean_head(root: Path) -> str | None:
     return future.result() if future is not None else _clean_head(root)
 
 
+# Files modified this close to being read may change again within the file system's timestamp granularity
+# without their stat changing ("racy clean", as git calls it): their stat is not trusted.
+RACY_NANOSECONDS = 2_000_000_000
+
+
+def still_as_found(root: Path, found: Discovery, head: str, started_ns: int) -> bool:
+    """Whether the work tree is still as `found` saw it and clean at `head`, so that what a run that began at
+    `started_ns` stored for these files is `head`'s content: no file's stat moved since discovery, none was
+    modified so close to the run that its stat could hide a change, and git sees nothing changed."""
+    for candidate in found.candidates:
+        if candidate.stat.mtime_ns >= started_ns - RACY_NANOSECONDS:
+            return False
+        try:
+            st = os.lstat(candidate.abs_path)
+        except OSError:
+            return False
+        if FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) != candidate.stat:
+            return False
+    return _clean_head(root) == head
+
+
 def _top_and_head(root: Path) -> tuple[bytes, str | None] | None:
     """The top folder of the work tree holding `root` and its HEAD (None before the first commit); None outside
     git."""

@@ -7,9 +7,10 @@ run completes: files whose stored hash matches are not touched again.
 
 Unchanged files are recognised without reading them (size, mtime, ctime and inode as recorded, and the same
 chunking configuration); files whose stat changed are re-hashed, and re-chunked only if their bytes changed.
-Only chunk contents missing from the embedding cache of the active space are embedded. A run that finds every
-file of a clean git work tree as stored records an unchanged key (HEAD, root, settings, space); while git
-reports that HEAD with a clean tree, later runs only check the key (`git status` and one query).
+Only chunk contents missing from the embedding cache of the active space are embedded. A run of a clean git
+work tree that leaves HEAD's content stored (it found every file as stored, or the tree was still as found and
+clean at the end) records an unchanged key (HEAD, root, settings, space); while git reports that HEAD with a
+clean tree, later runs only check the key (`git status` and one query).
 
 Each file and chunk records the commit at which its content was ingested: a commit at which the file held
 exactly those lines (`git show COMMIT:PATH`), so rows of unchanged files are never rewritten when HEAD moves;
@@ -49,6 +50,7 @@ from mahavishnu_assets.ingest.discover import (
     discover,
     git_clean_head,
     resolve_root,
+    still_as_found,
 )
 from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder
 from mahavishnu_assets.ingest.progress import Progress, ProgressCallback
@@ -138,8 +140,9 @@ def ingest_config(settings: Settings) -> str:
 
 # Skips decided from the path, its size and the settings alone: git sees every change that could alter them.
 _GIT_VISIBLE_SKIPS = frozenset({IGNORED, TOO_LARGE, BAD_PATH})
-# Counts an unchanged run repeats from the run that proved the repository unchanged.
-_CARRIED = ("files_seen", "files_skipped", "skipped", "files_unchanged")
+# Counts an unchanged run repeats from the run that proved the repository unchanged (every other file is
+# unchanged: the proving run may have read them all, as a first ingest does).
+_CARRIED = ("files_seen", "files_skipped", "skipped")
 
 
 def unchanged_key(settings: Settings, config: str, root: Path, head: str, space_id: int) -> str:
@@ -458,6 +461,7 @@ class Ingest:
     # -- the run -----------------------------------------------------------------------------------------------
     async def run(self, path: Path | str, name: str | None = None) -> IngestResult:
         started = time.perf_counter()
+        started_ns = time.time_ns()
         ing = self.settings.ingest
         root = resolve_root(path)
         repo_name = check_repo_name(name or default_repo_name(root))
@@ -503,12 +507,16 @@ class Ingest:
                     await self._body(conn, result, found, skipped, repo_id, key, space_id, complete)
                     phase = time.perf_counter()
                     first = previous_ok is None
-                    # Nothing read, nothing removed, and git would see any change: later runs may trust git.
+                    # What is stored is HEAD's content (nothing was read or removed, or the tree is still as
+                    # found and clean at that HEAD), and git would see any change: later runs may trust git.
                     proof = None
                     if (
                         clean_head
-                        and self._untouched
                         and _git_proves_unchanged(found, clean_head, result.skipped)
+                        and (
+                            self._untouched
+                            or await asyncio.to_thread(still_as_found, root, found, clean_head, started_ns)
+                        )
                     ):
                         proof = unchanged_key(self.settings, self._config, root, clean_head, space_id)
                     async with conn.transaction():
@@ -555,6 +563,7 @@ class Ingest:
                 return False
             for field_name in _CARRIED:
                 setattr(result, field_name, row["stats"].get(field_name, getattr(result, field_name)))
+            result.files_unchanged = result.files_seen - result.files_skipped
             result.commit = head
             result.embedding_space = key.describe()
             result.embedder = key.provider

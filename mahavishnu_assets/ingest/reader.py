@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mahavishnu_assets.ingest.chunk import ChunkOptions
-from mahavishnu_assets.ingest.discover import Candidate, FileContent, FileStat, inspect_file
+from mahavishnu_assets.ingest.discover import (
+    RACY_NANOSECONDS,
+    Candidate,
+    FileContent,
+    FileStat,
+    inspect_file,
+)
 from mahavishnu_assets.ingest.store import NewFile
-
-# Files modified this close to being read may change again within the file system's timestamp granularity
-# without their stat changing ("racy clean", as git calls it): their stat is not trusted next time.
-RACY_NANOSECONDS = 2_000_000_000
 
 
 @dataclass(frozen=True)
