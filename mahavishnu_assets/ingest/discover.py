@@ -104,6 +104,10 @@ class FileStat:
     ctime_ns: int
     inode: int
 
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
 
 @dataclass
 class Candidate:
@@ -252,7 +256,7 @@ def still_as_found(root: Path, found: Discovery, head: str, started_ns: int) -> 
             st = os.lstat(candidate.abs_path)
         except OSError:
             return False
-        if FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) != candidate.stat:
+        if FileStat.of(st) != candidate.stat:
             return False
     return _clean_head(root) == head
 
@@ -453,9 +457,7 @@ def discover(root: Path, *, max_file_bytes: int, exclude: re.Pattern[str] | None
         if st.st_size > max_file_bytes:
             found.skipped[rel] = TOO_LARGE
             continue
-        found.candidates.append(
-            Candidate(rel, abs_path, FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), real)
-        )
+        found.candidates.append(Candidate(rel, abs_path, FileStat.of(st), real))
     return found
 
 

@@ -247,7 +247,6 @@ class Ingest:
         self._config = ingest_config(settings)
         self._inflight: dict[bytes, asyncio.Future[Any]] = {}
         self._written: set[bytes] = set()
-        self._untouched = False  # the slow path found nothing to read or remove
 
     def _tick(self, phase: str | None = None) -> None:
         if phase:
@@ -504,7 +503,9 @@ class Ingest:
                     # Batches write chunks with their vectors atomically: after a successful run in this
                     # space no stored chunk lacks one, so the backfill scan is only needed otherwise.
                     complete = bool(previous_ok) and old_space == space_id
-                    await self._body(conn, result, found, skipped, repo_id, key, space_id, complete)
+                    untouched = await self._body(
+                        conn, result, found, skipped, repo_id, key, space_id, complete
+                    )
                     phase = time.perf_counter()
                     first = previous_ok is None
                     # What is stored is HEAD's content (nothing was read or removed, or the tree is still as
@@ -514,7 +515,7 @@ class Ingest:
                         clean_head
                         and _git_proves_unchanged(found, clean_head, result.skipped)
                         and (
-                            self._untouched
+                            untouched
                             or await asyncio.to_thread(still_as_found, root, found, clean_head, started_ns)
                         )
                     ):
@@ -600,7 +601,7 @@ class Ingest:
         key: SpaceKey,
         space_id: int,
         complete: bool,
-    ) -> None:
+    ) -> bool:
         phase = time.perf_counter()
         known_files, known_skips = await store.known_state(conn, repo_id)
         self._known_paths = set(known_files)
@@ -623,7 +624,6 @@ class Ingest:
                 continue
             to_read.append(candidate)
         result.phases["compare"] = time.perf_counter() - phase
-        self._untouched = not to_read and not gone
         self.progress.files_total = len(to_read)
         self._tick("ingest")
 
@@ -653,6 +653,7 @@ class Ingest:
         result.phases["backfill_check"] = time.perf_counter() - phase
         result.skipped = dict(skipped)
         result.files_skipped = sum(skipped.values())
+        return not to_read and not gone  # nothing was read or removed
 
     async def _pipeline(
         self,

@@ -506,7 +506,7 @@ async def finish_repository(
 async def unchanged_state(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
     """The repository's unchanged key and root, and the counts of its latest run if that run succeeded."""
     return await conn.fetchrow(
-        """SELECT r.id, r.root_path, r.unchanged_key, r.space_id, last.status, last.stats
+        """SELECT r.id, r.root_path, r.unchanged_key, last.status, last.stats
            FROM mahavishnu.repositories r
            LEFT JOIN LATERAL (SELECT i.status, i.stats FROM mahavishnu.ingest_runs i
                               WHERE i.repo_id = r.id ORDER BY i.id DESC LIMIT 1) last ON true
