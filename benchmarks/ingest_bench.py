@@ -205,24 +205,32 @@ class CpuMeter:
             except OSError:
                 continue
             fields = stat.rsplit(")", 1)[1].split()
-            out[int(entry)] = (cmd, (int(fields[11]) + int(fields[12])) / self.tick)
+            # A process that has exited but is not yet reaped shows an empty command line; its name stays.
+            name = cmd or f"({stat[stat.index('(') + 1 : stat.rindex(')')]})"
+            out[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / self.tick)
         return out
+
+    def _update(self) -> None:
+        for pid, (name, cpu) in self._snapshot().items():
+            known = self.last.get(pid)
+            # Keep the command line seen while it ran (an exiting process loses it).
+            self.last[pid] = (known[0] if known and name.startswith("(") else name, cpu)
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            self.last.update(self._snapshot())
+            self._update()
 
     def stop(self) -> dict[str, float]:
         self._stop.set()
         self._thread.join()
-        self.last.update(self._snapshot())
+        self._update()
         me = os.getpid()
         spent: dict[str, float] = {"ours": 0.0, "postgres": 0.0, "stub": 0.0}
         for pid, (cmd, cpu) in self.last.items():
             delta = cpu - self.before.get(pid, (cmd, 0.0))[1]
             if delta <= 0 or pid == me:
                 continue
-            if cmd.startswith("postgres:"):
+            if cmd.startswith(("postgres:", "(postgres)")):
                 spent["postgres"] += delta
             elif "ollama_stub" in cmd:
                 spent["stub"] += delta
