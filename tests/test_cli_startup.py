@@ -11,6 +11,7 @@ from pathlib import Path
 PROBE = (
     "import json, os, sys\n"
     "import mahavishnu_assets.cli\n"
+    "mahavishnu_assets.cli.build_parser().parse_args(['status'])\n"
     "early = sorted(m for m in ('asyncio', 'asyncpg', 'pydantic') if m in sys.modules)\n"
     "from mahavishnu_assets.settings import load_settings\n"
     "load_settings()\n"

@@ -158,10 +158,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-reindex", action="store_true", help="skip ANN index rebuilds")
 
 
-def _register_status() -> None:
-    """Add pool health and recommendations to `mahavishnu status` (once)."""
-    from mahavishnu_assets.cli.server import STATUS_EXTENSIONS
+async def pool_status(settings: Any, db: Any) -> dict[str, Any]:
+    """`mahavishnu status`: pool health and recommendations."""
     from mahavishnu_assets.memory.monitoring import status_extension
 
-    if status_extension not in STATUS_EXTENSIONS:
-        STATUS_EXTENSIONS.append(status_extension)
+    return await status_extension(settings, db)
+
+
+def _register_status() -> None:
+    """Add pool health and recommendations to `mahavishnu status` (once).
+
+    Registered as a function that imports monitoring when status runs: importing it here would load the
+    database machinery while every command parses its arguments, before an ingest has started git."""
+    from mahavishnu_assets.cli.server import STATUS_EXTENSIONS
+
+    if pool_status not in STATUS_EXTENSIONS:
+        STATUS_EXTENSIONS.append(pool_status)
