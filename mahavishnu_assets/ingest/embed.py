@@ -187,9 +187,9 @@ class OllamaEmbedder:
     # -- plumbing ------------------------------------------------------------
     def _ensure_client(self) -> Any:
         if self._client is None:
-            import ollama
+            from mahavishnu_assets.ingest.ollama_client import AsyncClient
 
-            self._client = ollama.AsyncClient(host=self.options.host, timeout=self.options.timeout_seconds)
+            self._client = AsyncClient(host=self.options.host, timeout=self.options.timeout_seconds)
             self._semaphore = asyncio.Semaphore(self.options.concurrency)
             self._probe_lock = asyncio.Lock()
         return self._client
