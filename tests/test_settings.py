@@ -101,3 +101,36 @@ def test_password_never_in_repr_dump_or_error(settings_dir: Path, monkeypatch: p
     with pytest.raises(ConfigurationError) as info:
         load_settings()
     assert secret not in str(info.value.to_dict())
+
+
+def test_environment_json_and_nested_variables_merge(
+    settings_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(settings_dir, "local.yaml", "ingest:\n  chunk_lines: 3\n  file_batch_size: 4\n")
+    monkeypatch.setenv("MAHAVISHNU_INGEST", '{"chunk_lines": 9, "max_file_bytes": 5}')
+    monkeypatch.setenv("mahavishnu_ingest__max_file_bytes", "10")  # names in any case; nested wins over JSON
+    monkeypatch.setenv("MAHAVISHNU_INGEST__EXCLUDE_PATTERNS", '["*.x", "y/*"]')
+    monkeypatch.setenv("MAHAVISHNU_INGEST__REPOSITORIES", '[{"name": "r", "path": "/tmp"}]')
+    monkeypatch.setenv("MAHAVISHNU_INGEST__NOT_A_SETTING", "1")
+    monkeypatch.setenv("MAHAVISHNU_HOME__X", "1")  # a scalar setting has no parts: ignored
+    s = load_settings(postgres={"port": 7})
+    assert (s.ingest.chunk_lines, s.ingest.max_file_bytes, s.ingest.file_batch_size) == (9, 10, 4)
+    assert s.ingest.exclude_patterns == ["*.x", "y/*"]
+    assert [r.name for r in s.ingest.repositories] == ["r"]
+    assert s.home == Path(".mahavishnu") and s.postgres.port == 7
+
+
+def test_a_list_setting_given_without_json_names_the_variable(
+    settings_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAHAVISHNU_INGEST__EXCLUDE_PATTERNS", "*.lock")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert "MAHAVISHNU_INGEST__EXCLUDE_PATTERNS" in info.value.message
+    assert "JSON" in info.value.to_dict()["suggestion"]
+
+
+def test_a_settings_file_that_is_not_a_mapping_is_refused(settings_dir: Path) -> None:
+    write(settings_dir, "local.yaml", "- a\n- b\n")
+    with pytest.raises(ConfigurationError, match="must hold a mapping"):
+        load_settings()
