@@ -103,6 +103,7 @@ async def test_4xx_is_never_retried_and_a_bad_input_is_isolated(stub: OllamaStub
         ({"wrong_dimensions": DIMENSIONS + 3}, "dimensions"),
         ({"too_few": True}, "vectors for"),
         ({"non_finite": True}, "non-finite"),
+        ({"non_numeric": True}, "non-numeric"),
     ],
 )
 async def test_mismatched_answers_stop_with_a_clear_error(
@@ -115,6 +116,18 @@ async def test_mismatched_answers_stop_with_a_clear_error(
         with pytest.raises(EmbeddingMismatchError, match=message):
             await embedder.embed(["one", "two", "three"])
     finally:
+        await embedder.aclose()
+
+
+async def test_a_probe_answered_with_non_numbers_learns_no_space(stub: OllamaStub) -> None:
+    embedder = embedder_for(stub)
+    try:
+        stub.configure(non_numeric=True)
+        with pytest.raises(EmbeddingMismatchError, match="non-numeric"):
+            await embedder.probe()
+        assert embedder.key.dimensions == 0
+    finally:
+        stub.configure(non_numeric=False)
         await embedder.aclose()
 
 

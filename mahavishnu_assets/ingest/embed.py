@@ -340,6 +340,7 @@ class OllamaEmbedder:
             dimensions = len(raw[0])
             if not 1 <= dimensions <= 16000:
                 raise EmbeddingMismatchError(f"Ollama model {self.model!r} returned {dimensions} dimensions")
+            _check_vectors(raw, 1, dimensions, f"Ollama model {self.model!r}")
             self.key = SpaceKey(self.key.provider, self.key.model, dimensions)
             logger.info("Embedding space %s", self.key.describe())
             return self.key

@@ -44,6 +44,7 @@ class StubConfig:
     wrong_dimensions: int | None = None  # vectors of this size instead
     too_few: bool = False  # one vector fewer than inputs
     non_finite: bool = False  # NaN in the first vector
+    non_numeric: bool = False  # strings in the first vector
     hang_seconds: float = 0.0  # wait this long before answering each embed request
     not_json: bool = False  # HTTP 200 with an HTML page (another server behind OLLAMA_HOST)
     no_embeddings: bool = False  # HTTP 200 with JSON that has no "embeddings"
@@ -203,6 +204,8 @@ class OllamaStub:
         encoded = [make(t) for t in texts]
         if cfg.too_few and encoded:
             encoded = encoded[:-1]
+        if cfg.non_numeric and encoded:
+            encoded[0] = "[" + ",".join(['"x"'] * dims) + "]"
         if cfg.non_finite and encoded:
             encoded[0] = "[" + ",".join(["NaN"] * dims) + "]"
         with self._lock:
