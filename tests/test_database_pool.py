@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,30 +103,53 @@ async def test_closed_pool_refuses_use(database: ConnectTarget) -> None:
             pass
 
 
+@pytest.mark.parametrize("min_size", [1, 0])
 async def test_missing_database_is_named_and_only_the_embedded_one_is_created(
-    server_target: ConnectTarget,
+    server_target: ConnectTarget, min_size: int
 ) -> None:
     import uuid
     from dataclasses import replace
 
     from mahavishnu_assets.database.pool import connect
-    from mahavishnu_assets.database.server import _connect_creating
+    from mahavishnu_assets.database.server import _open_creating
     from mahavishnu_assets.errors import DatabaseMissingError
 
     from .conftest import drop_database
 
     name = f"t_{uuid.uuid4().hex[:16]}"
     external = replace(server_target.with_database(name), kind="external")
+    config = PoolConfig(min_size=min_size, max_size=2)
     with pytest.raises(DatabaseMissingError) as info:
         await connect(external)
     assert info.value.to_dict()["error"] == "database_missing"
-    with pytest.raises(DatabaseMissingError):
-        await _connect_creating(external)
+    if min_size:  # an empty pool would meet the missing database only at its first acquire
+        with pytest.raises(DatabaseMissingError):
+            await _open_creating(external, config)
     try:
-        conn = await _connect_creating(replace(external, kind="embedded"))
+        db = await _open_creating(replace(external, kind="embedded"), config)
         try:
-            assert await conn.fetchval("SELECT current_database()") == name
+            async with db.connection() as conn:
+                assert await conn.fetchval("SELECT current_database()") == name
         finally:
-            await conn.close()
+            await db.close()
     finally:
         await drop_database(server_target, name)
+
+
+async def test_a_new_database_is_migrated_and_its_pool_then_speaks_vector(
+    empty_database: ConnectTarget, tmp_path: Path
+) -> None:
+    from mahavishnu_assets.database.migrations import schema_version
+    from mahavishnu_assets.database.server import open_database
+    from mahavishnu_assets.settings import Settings
+
+    settings = Settings(home=tmp_path, database_url=empty_database.libpq_url())
+    db = await open_database(settings, min_size=1, max_size=2)
+    try:
+        async with db.connection() as conn:
+            assert await schema_version(conn) > 0
+            # The pool connected before the vector type existed; its connections were renewed with the codec.
+            vector = await conn.fetchval("SELECT '[1,2,3]'::vector")
+        assert not isinstance(vector, str) and vector.to_list() == [1.0, 2.0, 3.0]
+    finally:
+        await db.close()

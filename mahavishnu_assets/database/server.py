@@ -97,24 +97,33 @@ async def open_database(settings: Settings, *, migrate: bool = True, **pool_over
     from mahavishnu_assets.database.migrations import migrate_up
 
     target = await asyncio.to_thread(resolve_target, settings)
-    if migrate:
-        # One connection checks for the database and its migrations (connecting is most of a quick command).
-        conn = await _connect_creating(target)
-        try:
-            await migrate_up(target, conn=conn)
-        finally:
-            await conn.close()
-    else:
+    config = pool_config(settings, **pool_overrides)
+    if not migrate:
         await ensure_database(target)
-    return await Database(target, pool_config(settings, **pool_overrides)).open()
-
-
-async def _connect_creating(target: ConnectTarget) -> asyncpg.Connection:
-    """A connection to the target database; the embedded server's is created when missing."""
+        return await Database(target, config).open()
+    # The pool's first connection checks the migrations too: connecting is most of a quick command. Before the
+    # first migration there is no vector type to register; the pool's connections are renewed once it exists.
+    db = await _open_creating(target, config)
     try:
-        return await connect(target)
+        async with db.connection() as conn:
+            report = await migrate_up(target, conn=conn)
+        if report.applied:
+            await db.refresh_codecs()
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _open_creating(target: ConnectTarget, config: PoolConfig) -> Database:
+    """The pool on the target database; the embedded server's database is created when missing."""
+    if config.min_size == 0:
+        # An empty pool connects at its first acquire, past the point where a missing database is handled.
+        await ensure_database(target)
+    try:
+        return await Database(target, config).open()
     except DatabaseMissingError:
         if target.kind != "embedded":
             raise
     await ensure_database(target)
-    return await connect(target)
+    return await Database(target, config).open()
