@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
+import threading
 
 # No pydantic plugins in the command: finding them reads the metadata of every installed package, about 50 ms
 # of a 0.4 s command. Set before the first model is built; a value the user set (even empty) is kept.
@@ -41,8 +43,23 @@ def _stoppable() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _pause_collection(seconds: float = 0.5) -> None:
+    """No cyclic garbage collection while a command loads its code.
+
+    Imports allocate in one burst: collecting during them finds next to nothing (83 passes freed 563 objects in
+    an ingest's imports) and costs about 5% of a quick command. A timer, not the event loop, turns collection
+    back on, so a command that blocks its loop still collects."""
+    if not gc.isenabled():
+        return
+    gc.disable()
+    timer = threading.Timer(seconds, gc.enable)
+    timer.daemon = True
+    timer.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     _stoppable()
+    _pause_collection()
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.handler(args))
