@@ -174,9 +174,9 @@ class MemorySettings(BaseModel):
 class Settings(BaseModel):
     """Everything the project reads from its environment, validated at start.
 
-    `Settings(**values)` reads its sources like pydantic-settings would, without importing it (about 80 ms of
-    every command): arguments < MAHAVISHNU_* environment < settings/local.yaml < settings/mahavishnu.yaml <
-    defaults, highest first; nested mappings merge key by key."""
+    `Settings(**values)` reads its sources as pydantic-settings would, without importing it (about 80 ms of
+    every command). Each source wins over the ones after it: the arguments, the MAHAVISHNU_* environment,
+    settings/local.yaml, settings/mahavishnu.yaml, the defaults; nested mappings merge key by key."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -43,3 +43,21 @@ def test_a_users_plugin_setting_is_kept_and_a_settings_file_loads_yaml(tmp_path:
     (tmp_path / "local.yaml").write_text("postgres:\n  pool_max_size: 12\n")
     result = probe(tmp_path, PYDANTIC_DISABLE_PLUGINS="")
     assert result == {"early": [], "loaded": ["yaml"], "plugins": ""}
+
+
+def test_collection_pauses_while_a_command_loads_and_then_resumes() -> None:
+    import gc
+    import time
+
+    from mahavishnu_assets.cli import _pause_collection
+
+    assert gc.isenabled()
+    try:
+        _pause_collection(0.05)
+        assert not gc.isenabled()
+        deadline = time.monotonic() + 5
+        while not gc.isenabled() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gc.isenabled()
+    finally:
+        gc.enable()
