@@ -168,7 +168,8 @@ def mahavishnu(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
     """Run the real command; the wall time covers everything: interpreter start, imports, server check."""
     started = time.perf_counter()
     out = run(
-        [sys.executable, "-c", "import sys; from mahavishnu_assets.cli import main; sys.exit(main())", *args],
+        # What the installed `mahavishnu` script runs.
+        [sys.executable, "-c", "from mahavishnu_assets.cli import run; run()", *args],
         env=env,
         cwd=ROOT,
     )
@@ -332,7 +333,7 @@ def compile_package() -> None:
 def mahavishnu_up(env: dict[str, str]) -> None:
     """Start the server and apply migrations outside the timings (the peer's schema setup is untimed too)."""
     run(
-        [sys.executable, "-c", "import sys; from mahavishnu_assets.cli import main; sys.exit(main())", "up"],
+        [sys.executable, "-c", "from mahavishnu_assets.cli import run; run()", "up"],
         env=env,
         cwd=ROOT,
     )

@@ -61,3 +61,44 @@ def test_collection_pauses_while_a_command_loads_and_then_resumes() -> None:
         assert gc.isenabled()
     finally:
         gc.enable()
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_the_quick_exit_keeps_the_code_the_output_and_the_exit_handlers() -> None:
+    done = _python(
+        "import atexit\n"
+        "from mahavishnu_assets.cli import _exit\n"
+        "atexit.register(lambda: print('exit handler ran'))\n"
+        "print('x' * 100000)\n"
+        "_exit(5)\n"
+    )
+    assert done.returncode == 5
+    assert done.stdout == "x" * 100000 + "\nexit handler ran\n"
+
+
+def test_a_thread_still_at_work_gets_the_normal_exit() -> None:
+    done = _python(
+        "import threading, time\n"
+        "from mahavishnu_assets.cli import _exit\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished', flush=True))).start()\n"
+        "_exit(3)\n"
+    )
+    assert done.returncode == 3
+    assert done.stdout == "thread finished\n"
+
+
+def test_the_command_exits_with_its_code(tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
+    env = {**base, "MAHAVISHNU_SETTINGS_DIR": str(tmp_path), "MAHAVISHNU_EMBEDDER": "quantum"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mahavishnu_assets.cli", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["error"] == "configuration_error"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from mahavishnu_assets.cli import run
 
-from mahavishnu_assets.cli import main
-
-sys.exit(main())
+run()
