@@ -287,6 +287,15 @@ def edit_one_percent(repo: Path, paths: list[str]) -> list[str]:
     return chosen
 
 
+def commit() -> str:
+    """The code measured: HEAD, marked when the work tree differs from it (RESULTS.md aside)."""
+    head = run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).strip()
+    changed = [
+        line for line in run(["git", "status", "--porcelain"], cwd=ROOT).splitlines() if "RESULTS.md" not in line
+    ]
+    return f"{head} with uncommitted changes" if changed else head
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -355,7 +364,7 @@ def settle(home: Path, database: str) -> None:
 def run_one(corpus: str, args: argparse.Namespace) -> dict:
     home = WORK / "home"
     (WORK / "no-settings").mkdir(parents=True, exist_ok=True)
-    figures: dict = {"corpus": CORPORA[corpus], "machine": machine()}
+    figures: dict = {"corpus": CORPORA[corpus], "machine": machine(), "repeats": args.repeats}
     repo = prepare_corpus(corpus)
     files = len(git(repo, "ls-files").splitlines())
     figures["corpus_files"] = files
@@ -553,8 +562,9 @@ def write_results(results: list[dict]) -> None:
     lines = [
         SECTION,
         "",
-        f"Date: 2026-11-22. Machine: {results[0]['machine']}. "
-        f"Command: `python benchmarks/ingest_bench.py --corpus {corpora} --write`.",
+        f"Date: {time.strftime('%Y-%m-%d')}. Machine: {results[0]['machine']}. Code: commit {commit()}. "
+        f"Command: `python benchmarks/ingest_bench.py --corpus {corpora} --repeats {results[0]['repeats']} "
+        "--write`.",
         "Embedding server: `mahavishnu_assets.testing.ollama_stub` (Ollama `/api/embed` protocol, zero compute "
         "cost, 768 dimensions), the same for both sides; PostgreSQL 18 + pgvector (embedded), one database per "
         "side. Each corpus is a project's source distribution, `git init`ed.",
@@ -571,8 +581,10 @@ def write_results(results: list[dict]) -> None:
         "upserts in batches of 100, `PGVectorStore` with `hybrid_search=True`), fed exactly the files ours stored. "
         "Our chunks table also maintains search's generated full-text column `search_terms` "
         "(`mahavishnu.chunk_terms`: identifier splitting by regular expressions, then two `to_tsvector`) and its "
-        "GIN index; PostgreSQL spends ~0.17 ms of CPU per chunk on it (8.9 s of sqlalchemy's load), more than the "
-        "peer's plain `to_tsvector`, which is why the row without it is shown. The CPU row shows the first ingest "
+        "GIN index, more work per chunk than the peer's plain `to_tsvector`: the row without it shows what it "
+        "costs. One run of each side per corpus: on this virtual machine the same ingest's wall moves by about "
+        "10% between runs (the peer's too), so ratios near a target can land on either side of it. The CPU row "
+        "shows the first ingest "
         "is CPU-bound here: its wall is near CPU seconds / cores. An unchanged re-ingest's first run compares "
         "every file's stat with the database and, finding all as stored in a clean git tree, records an unchanged "
         "key; the following runs check `git status` and that key only (the walls list shows both kinds). Its "
