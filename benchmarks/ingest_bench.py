@@ -291,7 +291,9 @@ def commit() -> str:
     """The code measured: HEAD, marked when the work tree differs from it (RESULTS.md aside)."""
     head = run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).strip()
     changed = [
-        line for line in run(["git", "status", "--porcelain"], cwd=ROOT).splitlines() if "RESULTS.md" not in line
+        line
+        for line in run(["git", "status", "--porcelain"], cwd=ROOT).splitlines()
+        if "RESULTS.md" not in line
     ]
     return f"{head} with uncommitted changes" if changed else head
 
