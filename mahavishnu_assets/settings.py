@@ -6,7 +6,7 @@ import os
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -237,22 +237,18 @@ def _yaml_source(path: Path) -> dict[str, Any]:
 
 def _is_complex(annotation: Any) -> bool:
     """Whether a field takes JSON from the environment (models, lists, mappings), as in pydantic-settings."""
-    import typing
-
     if isinstance(annotation, type):
         return issubclass(annotation, BaseModel | list | dict | set | tuple | frozenset)
-    origin = typing.get_origin(annotation)
+    origin = get_origin(annotation)
     if origin is Literal:
         return False
     if isinstance(origin, type) and issubclass(origin, list | dict | set | tuple | frozenset):
         return True
-    return any(_is_complex(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    return any(_is_complex(arg) for arg in get_args(annotation) if arg is not type(None))
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
-    import typing
-
-    for candidate in (annotation, *typing.get_args(annotation)):
+    for candidate in (annotation, *get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
     return None
@@ -284,14 +280,10 @@ def _env_source(model: type[BaseModel]) -> dict[str, Any]:
         if path is None:
             continue
         *parents, (leaf, annotation) = path
-        node = out
-        for part, _ in parents:
-            child = node.get(part)
-            node[part] = child = child if isinstance(child, dict) else {}
-            node = child
-        value = _env_value(name, os.environ[name], annotation)
-        old = node.get(leaf)
-        node[leaf] = _deep_merge(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        value: Any = {leaf: _env_value(name, os.environ[name], annotation)}
+        for part, _ in reversed(parents):
+            value = {part: value}
+        out = _deep_merge(out, value)
     return out
 
 
