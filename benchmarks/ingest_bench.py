@@ -164,12 +164,15 @@ def base_env(home: Path, database: str, stub: Stub) -> dict[str, str]:
     return env
 
 
+# What the installed `mahavishnu` script runs.
+COMMAND = [sys.executable, "-c", "from mahavishnu_assets.cli import run; run()"]
+
+
 def mahavishnu(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
     """Run the real command; the wall time covers everything: interpreter start, imports, server check."""
     started = time.perf_counter()
     out = run(
-        # What the installed `mahavishnu` script runs.
-        [sys.executable, "-c", "from mahavishnu_assets.cli import run; run()", *args],
+        [*COMMAND, *args],
         env=env,
         cwd=ROOT,
     )
@@ -344,7 +347,7 @@ def compile_package() -> None:
 def mahavishnu_up(env: dict[str, str]) -> None:
     """Start the server and apply migrations outside the timings (the peer's schema setup is untimed too)."""
     run(
-        [sys.executable, "-c", "from mahavishnu_assets.cli import run; run()", "up"],
+        [*COMMAND, "up"],
         env=env,
         cwd=ROOT,
     )
@@ -584,8 +587,8 @@ def write_results(results: list[dict]) -> None:
         "Our chunks table also maintains search's generated full-text column `search_terms` "
         "(`mahavishnu.chunk_terms`: identifier splitting by regular expressions, then two `to_tsvector`) and its "
         "GIN index, more work per chunk than the peer's plain `to_tsvector`: the row without it shows what it "
-        "costs. One run of each side per corpus: on this virtual machine the same ingest's wall moves by about "
-        "10% between runs (the peer's too), so ratios near a target can land on either side of it. The CPU row "
+        "costs. One run of each side per corpus: on this virtual machine the same ingest's wall moves by 10% or "
+        "more between runs (the peer's too), so ratios near a target can land on either side of it. The CPU row "
         "shows the first ingest "
         "is CPU-bound here: its wall is near CPU seconds / cores. An unchanged re-ingest's first run compares "
         "every file's stat with the database and, finding all as stored in a clean git tree, records an unchanged "
