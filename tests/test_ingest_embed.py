@@ -102,6 +102,7 @@ async def test_4xx_is_never_retried_and_a_bad_input_is_isolated(stub: OllamaStub
     [
         ({"wrong_dimensions": DIMENSIONS + 3}, "dimensions"),
         ({"too_few": True}, "vectors for"),
+        ({"ragged": True}, rf"vector of {DIMENSIONS - 1} dimensions \(input 2\)"),
         ({"non_finite": True}, "non-finite"),
         ({"non_numeric": True}, "non-numeric"),
     ],

@@ -91,32 +91,40 @@ class EmbedStats:
 
 
 def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> Any:
-    """Count, size and finiteness of returned vectors as one float32 matrix; a mismatch rejects the batch."""
+    """Count, size and finiteness of returned vectors as one float32 matrix; a mismatch rejects the batch.
+
+    `vectors` are lists, or one matrix when ollama_client decoded a well-formed answer straight into it."""
     import numpy as np
 
-    if not isinstance(vectors, list | tuple) or len(vectors) != count:
-        got = len(vectors) if isinstance(vectors, list | tuple) else type(vectors).__name__
+    matrix = isinstance(vectors, np.ndarray) and vectors.ndim == 2
+    if not (matrix or isinstance(vectors, list | tuple)) or len(vectors) != count:
+        got = len(vectors) if matrix or isinstance(vectors, list | tuple) else type(vectors).__name__
         raise EmbeddingMismatchError(
             f"{what} returned {got} vectors for {count} inputs; nothing of this batch was written",
         )
-    for i, vector in enumerate(vectors):
-        if not isinstance(vector, list | tuple) or len(vector) != dimensions:
-            got = len(vector) if isinstance(vector, list | tuple) else type(vector).__name__
+    if matrix:
+        sizes: list[int | str] = [vectors.shape[1]] if count else []
+    else:
+        sizes = [len(v) if isinstance(v, list | tuple) else type(v).__name__ for v in vectors]
+    for i, size in enumerate(sizes):
+        if size != dimensions:
             raise EmbeddingMismatchError(
-                f"{what} returned a vector of {got} dimensions (input {i}), expected {dimensions}; "
+                f"{what} returned a vector of {size} dimensions (input {i}), expected {dimensions}; "
                 "nothing of this batch was written",
             )
     try:
         # Big-endian float32 is pgvector's wire format: the binary COPY then sends rows without converting.
-        matrix = np.asarray(vectors, dtype=">f4").reshape(count, dimensions)
-        finite = bool(np.isfinite(matrix).all())
+        # A value too large for float32 becomes infinite, which the check below rejects.
+        with np.errstate(over="ignore"):
+            checked = np.asarray(vectors, dtype=">f4").reshape(count, dimensions)
+        finite = bool(np.isfinite(checked).all())
     except (TypeError, ValueError, OverflowError):
         finite = False
     if not finite:
         raise EmbeddingMismatchError(
             f"{what} returned vectors with non-numeric or non-finite values; nothing of this batch was written",
         )
-    return matrix
+    return checked
 
 
 class LocalEmbedder:
@@ -327,13 +335,14 @@ class OllamaEmbedder:
         async with self._probe_lock:
             if self.key.dimensions:
                 return self.key
+            import numpy as np
             import ollama
 
             try:
                 raw = await self._request([PROBE_TEXT])
             except ollama.ResponseError as exc:
                 raise self._model_error(exc) from None
-            if not isinstance(raw, list | tuple) or len(raw) != 1 or not raw[0]:
+            if not isinstance(raw, list | tuple | np.ndarray) or len(raw) != 1 or not len(raw[0]):
                 raise EmbeddingMismatchError(
                     f"Ollama model {self.model!r} returned no usable vector for the dimension probe"
                 )

@@ -43,6 +43,7 @@ class StubConfig:
     reject_containing: str | None = None  # a request holding an input with this marker gets HTTP 400
     wrong_dimensions: int | None = None  # vectors of this size instead
     too_few: bool = False  # one vector fewer than inputs
+    ragged: bool = False  # the last vector one dimension short
     non_finite: bool = False  # NaN in the first vector
     non_numeric: bool = False  # strings in the first vector
     hang_seconds: float = 0.0  # wait this long before answering each embed request
@@ -204,6 +205,8 @@ class OllamaStub:
         encoded = [make(t) for t in texts]
         if cfg.too_few and encoded:
             encoded = encoded[:-1]
+        if cfg.ragged and encoded:
+            encoded[-1] = "[" + ",".join(["0.5"] * (dims - 1)) + "]"
         if cfg.non_numeric and encoded:
             encoded[0] = "[" + ",".join(['"x"'] * dims) + "]"
         if cfg.non_finite and encoded:
