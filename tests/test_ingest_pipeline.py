@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.database.target import ConnectTarget
@@ -172,6 +175,43 @@ async def test_worker_processes_give_the_same_database_as_a_thread(
     assert result.files_changed == len(files)
     async with db.connection() as conn:
         assert await fingerprint(conn) == expected
+
+
+async def test_a_first_ingest_starts_the_reader_processes_early_and_a_reingest_does_not(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from multiprocessing import forkserver
+
+    from mahavishnu_assets.ingest import reader
+
+    calls: list[int] = []
+    real = reader.prestart
+
+    def recording(files: int, **options: Any) -> None:
+        calls.append(files)
+        real(files, **options)
+
+    monkeypatch.setattr(reader, "prestart", recording)
+    files = {**base_files(), **{f"many/m{i}.py": python_module(f"m{i}", 2) for i in range(10)}}
+    repo = make_repo(tmp_path / "repo", files)
+    settings = ingest_settings(database, tmp_path / "home", stub.url, reader_processes=2, process_min_files=5)
+    await ingest_repository(db, settings, repo, name="r")
+    assert calls == [len(files)]
+    server = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    assert server is not None and os.waitpid(server, os.WNOHANG) == (0, 0)  # started and still serving
+
+    write_files(repo, {"src/alpha.py": python_module("alpha_edited", 3)})
+    commit_all(repo, "edit")
+    again = await ingest_repository(db, settings, repo, name="r")
+    assert again.files_changed == 1 and calls == [len(files)]  # files are stored: most will not be read
+
+
+def test_the_fork_server_starts_only_for_jobs_big_enough_for_processes() -> None:
+    from mahavishnu_assets.ingest import reader
+
+    assert reader._pool_size(10, 2, min_files=11) == 0
+    assert reader._pool_size(10, 0, min_files=1) == 0  # processes off: one thread
+    assert reader._pool_size(11, 2, min_files=11) == 2
 
 
 async def test_concurrent_ingests_of_one_repository_take_turns(

@@ -478,6 +478,11 @@ class Ingest:
             discover, root, max_file_bytes=ing.max_file_bytes, exclude=compile_patterns(ing.exclude_patterns)
         )
         result.phases["discover"] = time.perf_counter() - phase
+        if len(found.candidates) >= ing.process_min_files and not await self._anything_stored(repo_name):
+            # Every file will be read: the reader processes can start loading while the run is set up.
+            from mahavishnu_assets.ingest.reader import prestart
+
+            prestart(len(found.candidates), processes=ing.reader_processes, min_files=ing.process_min_files)
         result.commit = found.commit
         result.files_seen = found.files_seen
         skipped: Counter[str] = Counter(found.skipped.values())
@@ -574,6 +579,16 @@ class Ingest:
                 conn, int(row["id"]), head, space_id, result.to_dict()
             )
         return True
+
+    async def _anything_stored(self, repo_name: str) -> bool:
+        async with self.db.connection() as conn:
+            return bool(
+                await conn.fetchval(
+                    """SELECT EXISTS (SELECT 1 FROM mahavishnu.source_files f
+                                      JOIN mahavishnu.repositories r ON r.id = f.repo_id WHERE r.name = $1)""",
+                    repo_name,
+                )
+            )
 
     async def _lock(self, conn: Any, repo_name: str) -> None:
         deadline = time.monotonic() + self.settings.ingest.lock_timeout_seconds

@@ -126,18 +126,35 @@ def start_workers(pool: Executor, workers: int) -> None:
         future.result()
 
 
-def make_executor(files: int, *, processes: int | None, min_files: int) -> tuple[Executor, int]:
-    """A process pool for big jobs (so chunking runs beside the event loop), else one thread."""
+def _pool_size(files: int, processes: int | None, min_files: int) -> int:
+    """Worker processes for reading `files` files, or 0 for one thread."""
     # As many workers as CPUs (at most 4): reading overlaps chunking, and the event loop mostly waits.
     workers = processes if processes is not None else max(1, min(4, os.cpu_count() or 2))
-    if workers > 0 and files >= min_files and _main_reimportable():
-        context: Any
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            # A fork server (safe with threads, unlike fork) that imports llama-index once for all workers.
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["mahavishnu_assets.ingest._preload"])
-        else:
-            context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_warm)
+    return workers if workers > 0 and files >= min_files and _main_reimportable() else 0
+
+
+def _context() -> Any:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        # A fork server (safe with threads, unlike fork) that imports llama-index once for all workers.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["mahavishnu_assets.ingest._preload"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def prestart(files: int, *, processes: int | None, min_files: int) -> None:
+    """Start the fork server now if reading `files` files will use worker processes: its import of the code
+    parsers (about a second) then overlaps the caller's remaining setup instead of delaying the first chunks."""
+    if _pool_size(files, processes, min_files) and _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def make_executor(files: int, *, processes: int | None, min_files: int) -> tuple[Executor, int]:
+    """A process pool for big jobs (so chunking runs beside the event loop), else one thread."""
+    workers = _pool_size(files, processes, min_files)
+    if workers:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_warm)
         return pool, workers
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read"), 1
