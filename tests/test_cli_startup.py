@@ -90,6 +90,41 @@ def test_a_thread_still_at_work_gets_the_normal_exit() -> None:
     assert done.stdout == "thread finished\n"
 
 
+def test_worker_processes_are_joined_before_the_quick_exit(tmp_path: Path) -> None:
+    """As after a first ingest: a process pool used and shut down, and a worker process still running (no thread
+    is left to make the exit wait)."""
+    script = tmp_path / "workers.py"  # a file: worker processes import the main module again
+    marker = tmp_path / "child-finished"
+    script.write_text(
+        "import multiprocessing, pathlib, time\n"
+        "from mahavishnu_assets.cli import _exit\n"
+        "from mahavishnu_assets.ingest.reader import make_executor\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        f"    pathlib.Path({str(marker)!r}).touch()\n"
+        "if __name__ == '__main__':\n"
+        "    pool, workers = make_executor(10, processes=2, min_files=1)\n"
+        "    assert workers == 2 and pool.submit(sum, [1, 2]).result() == 3\n"
+        "    pool.shutdown()\n"
+        "    multiprocessing.get_context('forkserver').Process(target=late).start()\n"
+        "    print('done', flush=True)\n"
+        "    _exit(4)\n"
+    )
+    # Files, not pipes: the wait below ends when the command's own process does, not when its children do.
+    with (tmp_path / "out").open("w") as out, (tmp_path / "err").open("w") as err:
+        done = subprocess.run([sys.executable, str(script)], stdout=out, stderr=err, timeout=60)
+    assert marker.exists()  # the command waited for its child
+    assert done.returncode == 4
+    assert (tmp_path / "out").read_text() == "done\n"
+    assert "Traceback" not in (tmp_path / "err").read_text()
+
+
+def test_the_fork_server_skips_its_teardown() -> None:
+    """It holds the command's stdout: a caller reading the output would wait for its teardown."""
+    done = _python("import mahavishnu_assets.ingest._preload\nraise SystemExit(3)\n")
+    assert done.returncode == 0
+
+
 def test_the_command_exits_with_its_code(tmp_path: Path) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
     env = {**base, "MAHAVISHNU_SETTINGS_DIR": str(tmp_path), "MAHAVISHNU_EMBEDDER": "quantum"}
