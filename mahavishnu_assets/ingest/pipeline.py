@@ -30,6 +30,7 @@ import logging
 import re
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -508,9 +509,26 @@ class Ingest:
                     # Batches write chunks with their vectors atomically: after a successful run in this
                     # space no stored chunk lacks one, so the backfill scan is only needed otherwise.
                     complete = bool(previous_ok) and old_space == space_id
-                    untouched = await self._body(
-                        conn, result, found, skipped, repo_id, key, space_id, complete
-                    )
+                    # The tree's check below needs only the reading done: it runs while the last batches are
+                    # embedded and written.
+                    tree_check: list[asyncio.Future[bool]] = []
+
+                    def check_tree() -> None:
+                        if clean_head:
+                            tree_check.append(
+                                asyncio.ensure_future(
+                                    asyncio.to_thread(still_as_found, root, found, clean_head, started_ns)
+                                )
+                            )
+
+                    try:
+                        untouched = await self._body(
+                            conn, result, found, skipped, repo_id, key, space_id, complete, check_tree
+                        )
+                    except BaseException:
+                        for check in tree_check:
+                            check.cancel()
+                        raise
                     phase = time.perf_counter()
                     first = previous_ok is None
                     # What is stored is HEAD's content (nothing was read or removed, or the tree is still as
@@ -521,7 +539,11 @@ class Ingest:
                         and _git_proves_unchanged(found, clean_head, result.skipped)
                         and (
                             untouched
-                            or await asyncio.to_thread(still_as_found, root, found, clean_head, started_ns)
+                            or await (
+                                tree_check[0]
+                                if tree_check
+                                else asyncio.to_thread(still_as_found, root, found, clean_head, started_ns)
+                            )
                         )
                     ):
                         proof = unchanged_key(self.settings, self._config, root, clean_head, space_id)
@@ -616,6 +638,7 @@ class Ingest:
         key: SpaceKey,
         space_id: int,
         complete: bool,
+        after_reading: Callable[[], None] | None = None,
     ) -> bool:
         phase = time.perf_counter()
         known_files, known_skips = await store.known_state(conn, repo_id)
@@ -657,7 +680,16 @@ class Ingest:
             result.chunks_deleted += outcome.chunks_deleted
         if to_read:
             await self._pipeline(
-                conn, result, to_read, known_files, skipped, repo_id, key, space_id, found.commit
+                conn,
+                result,
+                to_read,
+                known_files,
+                skipped,
+                repo_id,
+                key,
+                space_id,
+                found.commit,
+                after_reading,
             )
         result.phases["pipeline"] = time.perf_counter() - phase
 
@@ -681,6 +713,7 @@ class Ingest:
         key: SpaceKey,
         space_id: int,
         commit: str | None,
+        after_reading: Callable[[], None] | None = None,
     ) -> None:
         # Imported here: an ingest with nothing to read (the common re-run) never loads multiprocessing.
         from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -799,6 +832,8 @@ class Ingest:
                         ):
                             await chunked.put(batch)
                             batch, limit = _Batch(), ing.file_batch_size
+                if after_reading is not None:
+                    after_reading()  # every file is read
                 if batch.files_read:
                     await chunked.put(batch)
                 for _ in range(depth):
