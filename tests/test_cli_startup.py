@@ -119,10 +119,21 @@ def test_worker_processes_are_joined_before_the_quick_exit(tmp_path: Path) -> No
     assert "Traceback" not in (tmp_path / "err").read_text()
 
 
-def test_the_fork_server_skips_its_teardown() -> None:
-    """It holds the command's stdout: a caller reading the output would wait for its teardown."""
+def test_the_fork_server_skips_its_teardown_and_no_other_process_does() -> None:
+    """The fork server holds the command's stdout: a caller reading the output would wait for its teardown."""
+    from mahavishnu_assets.ingest import _preload
+    from mahavishnu_assets.ingest.reader import make_executor
+
+    pool, workers = make_executor(10, processes=1, min_files=1)
+    try:
+        # Workers are forked from the fork server after its imports: they see the flag it set.
+        flag = "__import__('mahavishnu_assets.ingest._preload', fromlist=['_']).QUICK_EXIT"
+        assert pool.submit(eval, flag).result() is True
+    finally:
+        pool.shutdown()
+    assert _preload.QUICK_EXIT is False
     done = _python("import mahavishnu_assets.ingest._preload\nraise SystemExit(3)\n")
-    assert done.returncode == 0
+    assert done.returncode == 3
 
 
 def test_the_command_exits_with_its_code(tmp_path: Path) -> None:
