@@ -3,6 +3,7 @@
 import atexit
 import os
 import sys
+from types import FrameType
 
 from mahavishnu_assets.ingest.chunk import _quiet_llama_index
 
@@ -13,7 +14,7 @@ def _in_fork_server() -> bool:
     """Whether the fork server's own start imports this module (and not, say, a tool walking the package)."""
     from multiprocessing import forkserver
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code is forkserver.main.__code__:
             return True
