@@ -12,6 +12,7 @@ from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.ingest.chunk import split_lines
 from mahavishnu_assets.ingest.pipeline import ingest_repository
+from mahavishnu_assets.ingest.reader import read_slice as _real_read_slice
 from mahavishnu_assets.testing.ollama_stub import OllamaStub
 from tests import ingest_helpers
 from tests.ingest_helpers import (
@@ -163,7 +164,12 @@ async def test_same_content_in_two_repositories_is_embedded_once(
 async def test_worker_processes_give_the_same_database_as_a_thread(
     db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
 ) -> None:
-    files = {**base_files(), **{f"many/m{i}.py": python_module(f"m{i}", 2) for i in range(10)}}
+    files = {
+        **base_files(),
+        **{f"many/m{i}.py": python_module(f"m{i}", 2) for i in range(10)},
+        # Read by a thread while the worker processes start; those it has not reached go to the workers.
+        **{f"conf/c{i}.json": f'{{"name": "c{i}", "values": [{i}, {i + 1}]}}\n' for i in range(60)},
+    }
     repo = make_repo(tmp_path / "repo", files)
     threaded = ingest_settings(database, tmp_path / "home", stub.url, reader_processes=0)
     await ingest_repository(db, threaded, repo, name="r")
@@ -175,6 +181,45 @@ async def test_worker_processes_give_the_same_database_as_a_thread(
     assert result.files_changed == len(files)
     async with db.connection() as conn:
         assert await fingerprint(conn) == expected
+
+
+_THREAD_SLICES: list[int] = []
+
+
+def _slow_in_the_test_process(*args: Any) -> Any:
+    """read_slice, slowed down in this process only (the worker processes import this module afresh)."""
+    import time
+
+    if os.environ.get("SLOW_READ_PID") == str(os.getpid()):
+        _THREAD_SLICES.append(len(args[0]))
+        time.sleep(0.5)
+    return _real_read_slice(*args)
+
+
+async def test_files_the_thread_has_not_read_when_the_workers_are_up_go_to_them(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from mahavishnu_assets.ingest import reader
+
+    real_start = reader.start_workers
+
+    def slow_start(*args: Any) -> None:  # the thread reads half a second a slice meanwhile
+        time.sleep(3)
+        real_start(*args)
+
+    monkeypatch.setenv("SLOW_READ_PID", str(os.getpid()))
+    monkeypatch.setattr(reader, "read_slice", _slow_in_the_test_process)
+    monkeypatch.setattr(reader, "start_workers", slow_start)
+    _THREAD_SLICES.clear()
+    files = {f"conf/c{i}.json": f'{{"n": {i}}}\n' for i in range(300)}  # no parser: read early
+    repo = make_repo(tmp_path / "repo", files)
+    pooled = ingest_settings(database, tmp_path / "home", stub.url, reader_processes=2, process_min_files=1)
+    result = await ingest_repository(db, pooled, repo, name="r")
+    assert result.files_changed == 300 and result.chunks_written == 300
+    # The thread kept reading while the workers started (more than a first slice or two), and they finished.
+    assert 100 < sum(_THREAD_SLICES) < 300
 
 
 async def test_a_first_ingest_starts_the_reader_processes_early_and_a_reingest_does_not(

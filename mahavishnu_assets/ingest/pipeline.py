@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import re
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,6 @@ logger = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 FIRST_BATCH_FILES = 8  # a small first batch starts the embedding server early
 SLICE_FILES = 24  # files per task handed to a reader worker
-EARLY_FILES = 48  # parser-free files read in a thread while reader processes start
 TAIL_BATCH_CHUNKS = 300  # batch size once all files are handed to readers
 
 
@@ -749,13 +749,15 @@ class Ingest:
             thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read")
             pooled = isinstance(executor, ProcessPoolExecutor)
             # While worker processes start (they load the code parsers first), a thread reads files that need no
-            # parser, so embedding starts at once.
-            early: list[Candidate] = []
+            # parser, so embedding starts at once; what it has not reached when they are up goes to them.
+            early: deque[list[Candidate]] = deque()
             if pooled:
-                early = [c for c in to_read if needs_no_parser(c.path)][:EARLY_FILES]
-            early_paths = {c.path for c in early}
+                early.extend(sliced([c for c in to_read if needs_no_parser(c.path)], FIRST_BATCH_FILES))
+            early_paths = {c.path for part in early for c in part}
             rest = [c for c in to_read if c.path not in early_paths]
-            queue = iter(sliced(rest, FIRST_BATCH_FILES if not early else SLICE_FILES))
+            queue: Iterator[list[Candidate]] = iter(
+                sliced(rest, FIRST_BATCH_FILES if not early else SLICE_FILES)
+            )
             pending: deque[tuple[list[Candidate], dict[str, bytes], asyncio.Future[list[Outcome]]]] = deque()
 
             def start(
@@ -786,8 +788,12 @@ class Ingest:
                     executor.shutdown(wait=False, cancel_futures=True)
                     return thread
 
-            for part in sliced(early, FIRST_BATCH_FILES):
-                add(part, thread)
+            def add_early() -> None:
+                if early:
+                    add(early.popleft(), thread)
+
+            add_early()
+            add_early()  # one slice at work, one waiting
             pool_ready = asyncio.ensure_future(start_pool()) if pooled else None
             try:
                 if pool_ready is None:
@@ -799,6 +805,8 @@ class Ingest:
                         executor = await pool_ready
                         pool_ready = None
                         workers = workers if executor is not thread else 1
+                        queue = itertools.chain(list(early), queue)
+                        early.clear()
                         for _ in range(workers + 1):
                             submit()
                         continue
@@ -818,6 +826,8 @@ class Ingest:
                     busy["reader_wait"] += time.perf_counter() - waited
                     if pool_ready is None:
                         submit()
+                    else:
+                        add_early()
                     # Once every file is handed out, batches shrink: the last writes after the last
                     # embedding are then short, so little work trails the embedding server.
                     chunk_limit = (
