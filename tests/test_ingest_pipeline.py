@@ -10,6 +10,7 @@ import pytest
 
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.database.target import ConnectTarget
+from mahavishnu_assets.errors import EmbeddingMismatchError
 from mahavishnu_assets.ingest.chunk import split_lines
 from mahavishnu_assets.ingest.pipeline import ingest_repository
 from mahavishnu_assets.ingest.reader import read_slice as _real_read_slice
@@ -73,6 +74,25 @@ async def test_first_ingest_writes_files_chunks_and_embeddings(
         assert row["commit"] == result.commit
     # Every distinct content was sent once (the probe aside).
     assert stub.stats.texts == distinct + 1
+
+
+async def test_the_collector_is_left_as_it_was_found(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    repo = make_repo(tmp_path / "repo", base_files())
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await ingest_repository(db, settings, repo, name="r")
+    write_files(repo, {"src/alpha.py": python_module("alpha_changed")})
+    stub.configure(wrong_dimensions=DIMENSIONS + 1)  # the run stops mid-pipeline
+    try:
+        with pytest.raises(EmbeddingMismatchError):
+            await ingest_repository(db, settings, repo, name="r")
+    finally:
+        stub.configure(wrong_dimensions=None)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 async def test_unchanged_reingest_reads_and_embeds_nothing(

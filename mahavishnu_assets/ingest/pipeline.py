@@ -24,6 +24,7 @@ within and across repositories and runs, and never keeps vectors nothing can fin
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import itertools
 import json
@@ -902,6 +903,12 @@ class Ingest:
                     )
                     self._tick()
 
+        # The objects alive now (modules, settings, clients) live as long as the run: kept out of the cyclic
+        # collector's view, its full passes over the run's many short-lived objects stay short (a django first
+        # ingest: 0.11 s of main-process CPU in full collections, most of it scanning imported modules).
+        gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(10 * thresholds[0], *thresholds[1:])
         # A failing stage cancels the others; the batches already committed stay (each is complete).
         try:
             async with asyncio.TaskGroup() as group:
@@ -911,6 +918,9 @@ class Ingest:
                     group.create_task(writer(), name=f"ingest-writer-{i}")
         except BaseExceptionGroup as failure:
             raise _first_error(failure) from None
+        finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
         result.phases.update({f"{k}_busy": v for k, v in busy.items()})
 
 
