@@ -195,6 +195,34 @@ def test_every_gitlab_token_type_is_found(token: str) -> None:
     assert [f.kind for f in find_secrets(text)] == ["GitLab Token"]
 
 
+def _jwt() -> str:
+    import base64
+    import json
+
+    def part(data: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return ".".join([part({"alg": "HS256", "typ": "JWT"}), part({"sub": "42"}), "s1gn4ture" * 3])
+
+
+@pytest.mark.parametrize(
+    ("secret", "kind"),
+    [
+        ("AccountKey=" + "Zq9+" * 22, "Azure Storage Account access key"),
+        (_jwt(), "JSON Web Token"),
+        ("//registry.npmjs.org/:_authToken=" + "1a2b3c4d-" * 4, "NPM tokens"),
+        ("sk-" + "Ab1" * 7 + "T3BlbkFJ" + "Cd2" * 7, "OpenAI Token"),
+        ("pypi-AgEIcHlwaS5vcmc" + "Xy_9" * 18, "PyPI Token"),
+        ("sq0csp-" + "Qw3-" * 11, "Square OAuth Secret"),
+        ("ghs_" + "Zz9" * 12, "GitHub Token"),
+    ],
+)
+def test_plugins_gated_by_a_substring_still_find_their_secret(secret: str, kind: str) -> None:
+    # Built at run time so this file holds no token-shaped literal.
+    text = f"def connect():\n    value = '{secret}'\n    return value\n"
+    assert [f.kind for f in find_secrets(text)] == [kind]
+
+
 async def test_configured_path_with_dotdot_and_missing_paths_are_refused(
     db: Database, database: ConnectTarget, tmp_path: Path
 ) -> None:

@@ -95,12 +95,22 @@ _PLACEHOLDER_PASSWORDS = frozenset(
 )
 # Cheap checks that must hold for a plugin's slow patterns to match at all: substrings of the lowercased text,
 # or a fast regex (literal-led) on the text itself.
+# A substring search is several times faster than the search for a literal that leads a regex, so plugins whose
+# case-sensitive patterns all hold a literal are gated by it too.
 _ANCHORS: dict[str, tuple[str, ...]] = {
     "AWSKeyDetector": ("a3t", "abia", "acca", "akia", "asia", "aws"),
     "SlackDetector": ("xox", "hooks.slack.com"),
     "PrivateKeyDetector": ("private key", "putty-user-key", "encrypted private"),
     "StripeDetector": ("k_live_",),
     "TwilioKeyDetector": ("ac", "sk"),
+    "AzureStorageKeyDetector": ("accountkey=",),
+    "BasicAuthDetector": ("://",),
+    "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    "JwtTokenDetector": ("eyj",),
+    "NpmDetector": (":_authtoken=",),
+    "OpenAIDetector": ("t3blbkfj",),
+    "PypiTokenDetector": ("pypi-age",),
+    "SquareOAuthDetector": ("sq0csp-",),
 }
 # Each regex starts with a literal, so it is found by a fast search for that literal (an alternation at the
 # top of a pattern would be tried at every position instead).
