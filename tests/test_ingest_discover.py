@@ -165,6 +165,20 @@ def test_binary_sniffing_is_by_content() -> None:
     assert not sniff_binary(b"")
 
 
+def test_reading_leaves_access_times_alone(tmp_path: Path) -> None:
+    from mahavishnu_assets.ingest.discover import compile_patterns, discover, read_file
+
+    path = tmp_path / "a.py"
+    path.write_text("x = 1\n")
+    # Accessed before its last change: a plain read updates the access time, even under relatime.
+    os.utime(path, ns=(1_000_000_000_000_000_000, 1_500_000_000_000_000_000))
+    (candidate,) = discover(tmp_path, max_file_bytes=1000, exclude=compile_patterns([])).candidates
+    assert read_file(candidate, 1000) == b"x = 1\n"
+    assert path.stat().st_atime_ns == 1_000_000_000_000_000_000
+    path.read_bytes()  # the check above can tell: a plain read does move it here
+    assert path.stat().st_atime_ns != 1_000_000_000_000_000_000
+
+
 def test_secret_detection() -> None:
     assert find_secrets(f"key = '{AWS_KEY}'")[0].kind == "AWS Access Key"
     assert find_secrets(PRIVATE_KEY)[0].kind == "Private Key"

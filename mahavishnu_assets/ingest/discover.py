@@ -490,12 +490,21 @@ def normalize_newlines(text: str) -> str:
     return text
 
 
+NOATIME = getattr(os, "O_NOATIME", 0)
+
+
 def read_file(candidate: Candidate, max_file_bytes: int) -> bytes | str:
     """The file's bytes, or a skip reason. Re-checks the size: the file may have grown since lstat."""
     # O_NOFOLLOW: a file swapped for a symlink since discovery is refused, not followed out of the root.
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    path = candidate.real_path or candidate.abs_path
     try:
-        fd = os.open(candidate.real_path or candidate.abs_path, flags)
+        try:
+            # Reading leaves access times alone: on a fresh clone the first read of every file would otherwise
+            # write its inode. Allowed to the file's owner (and root); others read it the usual way.
+            fd = os.open(path, flags | NOATIME)
+        except PermissionError:
+            fd = os.open(path, flags)
     except OSError:
         return UNREADABLE
     try:
