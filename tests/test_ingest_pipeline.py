@@ -95,6 +95,22 @@ async def test_the_collector_is_left_as_it_was_found(
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
+def test_overlapping_runs_restore_the_collector_once_the_last_ends() -> None:
+    import gc
+
+    from mahavishnu_assets.ingest.pipeline import collector_for_a_run
+
+    before = gc.get_threshold()
+    first, second = collector_for_a_run(), collector_for_a_run()
+    first.__enter__()
+    second.__enter__()
+    assert gc.get_threshold()[0] == 10 * before[0]
+    first.__exit__(None, None, None)  # the first run ends while the second still runs
+    assert gc.get_threshold()[0] == 10 * before[0] and gc.get_freeze_count() > 0
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
 async def test_unchanged_reingest_reads_and_embeds_nothing(
     db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
 ) -> None:

@@ -30,9 +30,11 @@ import itertools
 import json
 import logging
 import re
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -903,25 +905,48 @@ class Ingest:
                     )
                     self._tick()
 
-        # The objects alive now (modules, settings, clients) live as long as the run: kept out of the cyclic
-        # collector's view, its full passes over the run's many short-lived objects stay short (a django first
-        # ingest: 0.11 s of main-process CPU in full collections, most of it scanning imported modules).
-        gc.freeze()
-        thresholds = gc.get_threshold()
-        gc.set_threshold(10 * thresholds[0], *thresholds[1:])
         # A failing stage cancels the others; the batches already committed stay (each is complete).
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(reader(), name="ingest-reader")
-                group.create_task(embedding(), name="ingest-embed")
-                for i in range(writers):
-                    group.create_task(writer(), name=f"ingest-writer-{i}")
+            with collector_for_a_run():
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(reader(), name="ingest-reader")
+                    group.create_task(embedding(), name="ingest-embed")
+                    for i in range(writers):
+                        group.create_task(writer(), name=f"ingest-writer-{i}")
         except BaseExceptionGroup as failure:
             raise _first_error(failure) from None
-        finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
         result.phases.update({f"{k}_busy": v for k, v in busy.items()})
+
+
+_collector_lock = threading.Lock()
+_collector_runs = 0
+_collector_thresholds = gc.get_threshold()
+
+
+@contextmanager
+def collector_for_a_run() -> Iterator[None]:
+    """The cyclic collector tuned for a pipeline run, and restored after it.
+
+    The objects alive when it starts (modules, settings, clients) live as long as the run: frozen out of the
+    collector's view, its full passes over the run's many short-lived objects stay short, and a young generation
+    ten times the default collects less often (a django first ingest: 0.30-0.36 s -> 0.15-0.18 s of main-process
+    time in collections). Runs in one process may overlap (partitions, tests): the first in tunes, the last out
+    restores."""
+    global _collector_runs, _collector_thresholds
+    with _collector_lock:
+        if _collector_runs == 0:
+            _collector_thresholds = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(10 * _collector_thresholds[0], *_collector_thresholds[1:])
+        _collector_runs += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_runs -= 1
+            if _collector_runs == 0:
+                gc.set_threshold(*_collector_thresholds)
+                gc.unfreeze()
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
