@@ -15,7 +15,8 @@ PROBE = (
     "early = sorted(m for m in ('asyncio', 'asyncpg', 'pydantic') if m in sys.modules)\n"
     "from mahavishnu_assets.settings import load_settings\n"
     "load_settings()\n"
-    "heavy = ('yaml', 'httpx', 'ollama', 'numpy', 'llama_index', 'dagster', 'multiprocessing')\n"
+    "heavy = ('yaml', 'httpx', 'ollama', 'numpy', 'llama_index', 'dagster', 'multiprocessing',\n"
+    "         'importlib.metadata')\n"
     "print(json.dumps({'early': early, 'loaded': sorted(m for m in heavy if m in sys.modules),\n"
     "                  'plugins': os.environ.get('PYDANTIC_DISABLE_PLUGINS')}))\n"
 )
@@ -42,7 +43,35 @@ def test_the_command_loads_no_heavy_module_and_scans_no_plugins(tmp_path: Path) 
 def test_a_users_plugin_setting_is_kept_and_a_settings_file_loads_yaml(tmp_path: Path) -> None:
     (tmp_path / "local.yaml").write_text("postgres:\n  pool_max_size: 12\n")
     result = probe(tmp_path, PYDANTIC_DISABLE_PLUGINS="")
-    assert result == {"early": [], "loaded": ["yaml"], "plugins": ""}
+    # Plugins on: pydantic's own loader looks for them.
+    assert result == {"early": [], "loaded": ["importlib.metadata", "yaml"], "plugins": ""}
+
+
+def test_the_stand_in_loader_hands_over_to_pydantics_own() -> None:
+    """While plugins are off, models are built without pydantic's loader; what else is asked of it, or plugins
+    turned on later, loads the real loader."""
+    done = _python(
+        "import os, sys\n"
+        "os.environ.pop('PYDANTIC_DISABLE_PLUGINS', None)\n"
+        "import mahavishnu_assets.cli\n"
+        "from pydantic import BaseModel\n"
+        "class M(BaseModel):\n"
+        "    x: int\n"
+        "assert M(x='1').x == 1\n"
+        "assert 'importlib.metadata' not in sys.modules\n"
+        "stand_in = sys.modules['pydantic.plugin._loader']\n"
+        "assert stand_in.get_plugins() == ()\n"
+        "os.environ['PYDANTIC_DISABLE_PLUGINS'] = ''\n"
+        "assert list(stand_in.get_plugins()) == []\n"
+        "real = sys.modules['pydantic.plugin._loader']\n"
+        "assert real is not stand_in and 'importlib.metadata' in sys.modules\n"
+        "assert stand_in.PYDANTIC_ENTRY_POINT_GROUP == real.PYDANTIC_ENTRY_POINT_GROUP == 'pydantic'\n"
+        "class N(BaseModel):\n"
+        "    y: str\n"
+        "assert N(y='a').y == 'a'\n"
+        "print('ok')\n"
+    )
+    assert done.stdout == "ok\n", done.stderr
 
 
 def test_collection_pauses_while_a_command_loads_and_then_resumes() -> None:
