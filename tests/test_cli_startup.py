@@ -177,3 +177,26 @@ def test_the_command_exits_with_its_code(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert json.loads(done.stdout)["error"] == "configuration_error"
+
+
+def test_a_command_builds_only_the_parsers_of_its_module() -> None:
+    import argparse
+
+    from mahavishnu_assets import cli
+    from mahavishnu_assets.cli import ingest, memory, search, server
+
+    def commands(argv: list[str] | None) -> list[str]:
+        parser = cli.build_parser(argv)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return list(sub.choices)
+
+    everything = commands(None)
+    # Each module's COMMANDS are what it registers, in `mahavishnu --help` order.
+    assert everything == [name for module in cli.COMMAND_MODULES for name in module.COMMANDS]
+    assert len(everything) == 9
+    for module in cli.COMMAND_MODULES:
+        for name in module.COMMANDS:
+            assert commands(["--json", name, "search"]) == list(module.COMMANDS)
+    assert commands(["bogus"]) == commands(["--help"]) == commands([]) == everything
+    # `mahavishnu status` builds only the server's parsers and still reports every domain.
+    assert server.STATUS_EXTENSIONS == [ingest.ingest_status, search.index_status, memory.pool_status]

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import types
 from typing import NoReturn
 
 from mahavishnu_assets.cli import ingest, memory, pipeline, pydantic_plugins, search, server
@@ -17,19 +18,30 @@ from mahavishnu_assets.cli.output import add_common_options
 # The command's modules build no pydantic model when imported; the first is built after this.
 pydantic_plugins.disable()
 
-# Each module adds its subcommands; the order is the order of `mahavishnu --help`.
+# Each module adds its subcommands (those in its COMMANDS); the order is the order of `mahavishnu --help`.
 COMMAND_MODULES = [server, ingest, search, memory, pipeline]
+# What the other domains add to `mahavishnu status`, in this order. Each imports its machinery when status runs.
+server.STATUS_EXTENSIONS[:] = [ingest.ingest_status, search.index_status, memory.pool_status]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command's parser. Given the arguments, only the module of the command they name adds its parsers:
+    all of them cost about 7 ms of a 0.23 s command. Help, an unknown command or none gets them all."""
     parser = argparse.ArgumentParser(
         prog="mahavishnu", description="PostgreSQL + pgvector memory of code repositories."
     )
     add_common_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
+    for module in _modules_for(argv):
         module.register(sub)
     return parser
+
+
+def _modules_for(argv: list[str] | None) -> list[types.ModuleType]:
+    # The top-level options take no value: the first other word is the command.
+    named = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    chosen = [module for module in COMMAND_MODULES if named in module.COMMANDS]
+    return chosen or COMMAND_MODULES
 
 
 def _stoppable() -> None:
@@ -61,7 +73,7 @@ def _pause_collection(seconds: float = 0.5) -> None:
 def main(argv: list[str] | None = None) -> int:
     _stoppable()
     _pause_collection()
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

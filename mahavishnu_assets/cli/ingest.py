@@ -87,6 +87,10 @@ async def ingest_status(settings: Any, db: Any) -> dict[str, Any]:
     return {"repositories": repos, "ingest_recommendations": advice}
 
 
+# The commands `register` adds.
+COMMANDS = ("ingest",)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(
         sub,
@@ -99,7 +103,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("path", help="the repository's folder (a git work tree or a plain folder)")
     parser.add_argument("--name", help="the repository's name (default: the folder's name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
-    from mahavishnu_assets.cli import server
-
-    if ingest_status not in server.STATUS_EXTENSIONS:
-        server.STATUS_EXTENSIONS.append(ingest_status)

@@ -123,8 +123,11 @@ def render_maintain(result: dict[str, Any]) -> str:
     )
 
 
+# The commands `register` adds.
+COMMANDS = ("snapshot", "maintain")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    _register_status()
     snapshot = sub.add_parser("snapshot", help="memory snapshots", description="memory snapshots")
     snap_sub = snapshot.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
     p = subcommand(snap_sub, "create", snapshot_create, "take a snapshot now", render=render_one)
@@ -163,14 +166,3 @@ async def pool_status(settings: Any, db: Any) -> dict[str, Any]:
     from mahavishnu_assets.memory.monitoring import status_extension
 
     return await status_extension(settings, db)
-
-
-def _register_status() -> None:
-    """Add pool health and recommendations to `mahavishnu status` (once).
-
-    Registered as a function that imports monitoring when status runs: importing it here would load the
-    database machinery while every command parses its arguments, before an ingest has started git."""
-    from mahavishnu_assets.cli.server import STATUS_EXTENSIONS
-
-    if pool_status not in STATUS_EXTENSIONS:
-        STATUS_EXTENSIONS.append(pool_status)

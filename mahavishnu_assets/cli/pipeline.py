@@ -141,6 +141,10 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# The commands `register` adds.
+COMMANDS = ("pipeline",)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(
         sub,

@@ -102,11 +102,11 @@ async def index_status(settings: Any, db: Any) -> dict[str, Any]:
     return await status_extension(settings, db)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from mahavishnu_assets.cli.server import STATUS_EXTENSIONS
+# The commands `register` adds.
+COMMANDS = ("index", "search")
 
-    if index_status not in STATUS_EXTENSIONS:
-        STATUS_EXTENSIONS.append(index_status)
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = subcommand(sub, "index", index, "build or re-tune the ANN index", render=render_index)
     p.add_argument(
         "--target-recall",

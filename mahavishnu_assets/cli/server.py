@@ -63,8 +63,13 @@ async def status(args: argparse.Namespace) -> dict[str, Any]:
         return result
 
 
-# Other domains add their figures to `mahavishnu status` (statistics, index recall, pool recommendations).
+# Other domains add their figures to `mahavishnu status` (statistics, index recall, pool recommendations): the
+# command package lists them.
 STATUS_EXTENSIONS: list[Any] = []
+
+
+# The commands `register` adds.
+COMMANDS = ("up", "down", "status")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
