@@ -37,6 +37,29 @@ async def test_codec_registered_after_migrations_create_the_type(empty_database:
         await db.close()
 
 
+async def test_codec_found_where_a_server_keeps_the_extension_in_another_schema(
+    empty_database: ConnectTarget,
+) -> None:
+    """As hosted servers do (an `extensions` schema on the search path): the codec is looked up there."""
+    from mahavishnu_assets.database.pool import connect
+
+    conn = await connect(empty_database)
+    try:
+        assert await conn.fetchval("SELECT '[1]'::text") == "[1]"  # no vector type yet: no codec, no error
+        await conn.execute("CREATE SCHEMA extensions; CREATE EXTENSION vector SCHEMA extensions")
+        await conn.execute(f"ALTER DATABASE {empty_database.database} SET search_path = public, extensions")
+    finally:
+        await conn.close()
+    conn = await connect(empty_database)
+    try:
+        value = await conn.fetchval("SELECT '[1,2,3]'::extensions.vector")
+        assert not isinstance(value, str) and np.allclose(value.to_numpy(), [1, 2, 3])
+        back = await conn.fetchval("SELECT $1::vector <-> '[1,2,4]'::vector", np.array([1, 2, 3]))
+        assert back == pytest.approx(1.0)
+    finally:
+        await conn.close()
+
+
 async def test_health_and_statistics(db: Database) -> None:
     report = await db.health_check()
     assert report.healthy and report.server_version and report.server_version.startswith("18")

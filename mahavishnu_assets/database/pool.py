@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import asyncpg
-from pgvector.asyncpg import register_vector
+from pgvector import Vector
 
 from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.errors import (
@@ -112,12 +112,35 @@ class _Counters:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # The codec needs the extension; before the first migration there is none, and after it the pool is
-    # expired so every new connection registers it.
-    has_vector = await conn.fetchval("SELECT to_regtype('vector') IS NOT NULL")
-    if has_vector:
-        await register_vector(conn)
+    await _register_vector(conn)
     await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog")
+
+
+async def _register_vector(conn: asyncpg.Connection) -> None:
+    """Binary `vector` values. Only `vector` crosses the wire: queries cast to `halfvec` in the server.
+
+    The codec needs the extension; before the first migration there is none, and after it the pool is expired
+    so every new connection registers it. One query where the extension lives in `public`, as our migration
+    puts it; a server that keeps it in another schema on the search path costs two more."""
+    try:
+        await conn.set_type_codec("vector", schema="public", **_VECTOR_CODEC)
+        return
+    except ValueError as exc:
+        if not str(exc).startswith("unknown type"):
+            raise
+    schema = await conn.fetchval(
+        """SELECT n.nspname FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+           WHERE t.oid = to_regtype('vector')"""
+    )
+    if schema is not None:
+        await conn.set_type_codec("vector", schema=schema, **_VECTOR_CODEC)
+
+
+_VECTOR_CODEC: dict[str, Any] = {
+    "encoder": lambda v: (v if isinstance(v, Vector) else Vector(v)).to_binary(),
+    "decoder": Vector.from_binary,
+    "format": "binary",
+}
 
 
 def _json_dumps(value: Any) -> str:

@@ -194,16 +194,15 @@ async def resolve_space(conn: Any, embedder: Embedder) -> tuple[SpaceKey, int]:
     key = embedder.key
     if not key.dimensions:
         rows = await conn.fetch(
-            "SELECT dimensions FROM mahavishnu.embedding_spaces WHERE provider = $1 AND model = $2",
+            "SELECT id, dimensions FROM mahavishnu.embedding_spaces WHERE provider = $1 AND model = $2",
             key.provider,
             key.model,
         )
         assume = getattr(embedder, "assume_dimensions", None)
         if len(rows) == 1 and assume is not None:
             assume(int(rows[0]["dimensions"]))
-            key = embedder.key
-        else:
-            key = await embedder.probe()
+            return embedder.key, int(rows[0]["id"])
+        key = await embedder.probe()
     return key, await ensure_space(conn, key)
 
 

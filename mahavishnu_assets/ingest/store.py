@@ -522,15 +522,17 @@ async def record_unchanged_run(
     async with conn.transaction():
         await conn.execute("SET LOCAL synchronous_commit = off")
         run_id = await conn.fetchval(
-            """INSERT INTO mahavishnu.ingest_runs
-                   (repo_id, commit, space_id, status, stats, finished_at, files_total, files_done)
-               VALUES ($1, $2, $3, 'succeeded', $4, now(), 0, 0) RETURNING id""",
+            """WITH run AS (
+                   INSERT INTO mahavishnu.ingest_runs
+                       (repo_id, commit, space_id, status, stats, finished_at, files_total, files_done)
+                   VALUES ($1, $2, $3, 'succeeded', $4, now(), 0, 0) RETURNING id
+               ), touched AS (
+                   UPDATE mahavishnu.repositories SET last_ingested_at = now() WHERE id = $1
+               )
+               SELECT id FROM run""",
             repo_id,
             commit,
             space_id,
             stats,
-        )
-        await conn.execute(
-            "UPDATE mahavishnu.repositories SET last_ingested_at = now() WHERE id = $1", repo_id
         )
     return int(run_id)
