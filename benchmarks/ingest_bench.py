@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -179,6 +180,22 @@ def mahavishnu(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
     )
     wall = time.perf_counter() - started
     return wall, json.loads(out.strip().splitlines()[-1])
+
+
+def machine_times() -> tuple[float, float, float]:
+    """CPU seconds so far: of this process's finished children (and theirs), of the whole machine busy, and
+    stolen from this VM by its hypervisor. A short timing's deltas tell a slow run of the command from a busy
+    or throttled machine."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    tick = os.sysconf("SC_CLK_TCK")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (
+        children.ru_utime + children.ru_stime,
+        (user + nice + system + irq + softirq) / tick,
+        steal / tick,
+    )
 
 
 class CpuMeter:
@@ -516,14 +533,18 @@ def run_one(corpus: str, args: argparse.Namespace) -> dict:
 
         # 3. unchanged re-ingest
         quiesce(home, "bench_ours")
-        walls, results = [], []
+        walls, results, loads = [], [], []
         for _ in range(args.repeats):
+            at_start = machine_times()
             wall, again = mahavishnu(["ingest", str(repo), "--json"], env)
+            own, busy, stolen = (a - b for a, b in zip(machine_times(), at_start, strict=True))
             walls.append(wall)
             results.append(again)
+            loads.append({"own_cpu": own, "rest_cpu": max(0.0, busy - own), "stolen": stolen})
         figures["ours_unchanged"] = {
             "wall_median": statistics.median(walls),
             "walls": walls,
+            "loads": loads,
             "embeddings_computed": max(r["embeddings_computed"] for r in results),
             "files_read": max(r["files_read"] for r in results),
             "seconds_in_process": statistics.median(r["seconds"] for r in results),
@@ -728,7 +749,17 @@ def corpus_table(f: dict) -> list[str]:
             if "walls" in f.get("peer", {})
             else ""
         )
-        + f". Unchanged re-ingest walls: {', '.join(f'{w:.3f}' for w in unchanged['walls'])} s.",
+        + f". Unchanged re-ingest walls: {', '.join(f'{w:.3f}' for w in unchanged['walls'])} s"
+        + (
+            "; during each, CPU seconds of the command (git included), of the rest of the machine "
+            "(PostgreSQL included) and stolen by the hypervisor: "
+            + ", ".join(
+                f"{x['own_cpu']:.2f}/{x['rest_cpu']:.2f}/{x['stolen']:.2f}" for x in unchanged["loads"]
+            )
+            if "loads" in unchanged
+            else ""
+        )
+        + ".",
         "",
     ]
     return lines
