@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mahavishnu_assets.database.pool import Database
+from mahavishnu_assets.database.pool import Database, PoolConfig, connect
 from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.errors import EmbeddingMismatchError
 from mahavishnu_assets.ingest.chunk import split_lines
@@ -74,6 +75,51 @@ async def test_first_ingest_writes_files_chunks_and_embeddings(
         assert row["commit"] == result.commit
     # Every distinct content was sent once (the probe aside).
     assert stub.stats.texts == distinct + 1
+
+
+async def test_a_large_first_ingest_checks_foreign_keys_by_index_not_by_scanning_its_files(
+    database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    """Each chunk row's foreign-key check keeps the plan its connection made when the first batch had put a
+    few hundred files in: a scan of every file. Without a fresh analysis, 2,000 one-chunk files read about
+    a million file rows (n²/2; 66,600 with the analysis); the files table is analyzed once the run has written
+    enough of them."""
+    files: dict[str, str | bytes] = {f"pkg{i // 100}/m{i}.py": f"VALUE_{i} = {i}\n" for i in range(2000)}
+    repo = make_repo(tmp_path / "repo", files)
+    settings = ingest_settings(
+        database, tmp_path / "home", stub.url, file_batch_size=200, batch_max_chunks=1000
+    )
+    conn = await connect(database)
+    try:
+        # As maintenance leaves a new database: its empty tables analyzed (PostgreSQL then believes them empty).
+        await conn.execute("VACUUM (ANALYZE)")
+    finally:
+        await conn.close()
+    db = await Database(database, PoolConfig(min_size=1, max_size=5)).open()
+    try:
+        result = await ingest_repository(db, settings, repo, name="many")
+    finally:
+        await db.close()  # its backends report their statistics as they exit
+    assert result.files_changed == 2000 and result.chunks_written == 2000
+    conn = await connect(database)
+    try:
+        for _ in range(100):
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = await conn.fetchrow(
+                """SELECT n_tup_ins, seq_tup_read, analyze_count FROM pg_stat_user_tables
+                   WHERE relid = 'mahavishnu.source_files'::regclass"""
+            )
+            chunks_inserted = await conn.fetchval(
+                "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'mahavishnu.chunks'::regclass"
+            )
+            if chunks_inserted == 2000:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    assert chunks_inserted == 2000
+    assert row is not None and row["n_tup_ins"] == 2000
+    assert row["seq_tup_read"] < 300_000, row
 
 
 async def test_the_collector_is_left_as_it_was_found(

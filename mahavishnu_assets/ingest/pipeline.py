@@ -142,6 +142,10 @@ def ingest_config(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Files written by a run after which the files table is analyzed once (store.refresh_file_statistics). From
+# about 300 rows PostgreSQL plans an index lookup for a foreign-key check instead of a scan.
+REFRESH_STATISTICS_FILES = 500
+
 # Skips decided from the path, its size and the settings alone: git sees every change that could alter them.
 _GIT_VISIBLE_SKIPS = frozenset({IGNORED, TOO_LARGE, BAD_PATH})
 # Counts an unchanged run repeats from the run that proved the repository unchanged (every other file is
@@ -250,6 +254,7 @@ class Ingest:
         self._config = ingest_config(settings)
         self._inflight: dict[bytes, asyncio.Future[Any]] = {}
         self._written: set[bytes] = set()
+        self._file_statistics_fresh = False
 
     def _tick(self, phase: str | None = None) -> None:
         if phase:
@@ -902,6 +907,9 @@ class Ingest:
                     await store.update_run(
                         wconn, result.run_id or 0, self.progress.files_total, self.progress.files_done
                     )
+                    if result.files_changed >= REFRESH_STATISTICS_FILES and not self._file_statistics_fresh:
+                        self._file_statistics_fresh = True
+                        await store.refresh_file_statistics(wconn)
                     self._tick()
 
         # A failing stage cancels the others; the batches already committed stay (each is complete).
