@@ -19,13 +19,7 @@ from pydantic import (
 )
 
 from mahavishnu_assets.errors import ConfigurationError
-
-ENV_PREFIX = "MAHAVISHNU_"
-
-
-def settings_dir() -> Path:
-    """Where the committed and local YAML files live: MAHAVISHNU_SETTINGS_DIR, else ./settings."""
-    return Path(os.environ.get("MAHAVISHNU_SETTINGS_DIR", "settings"))
+from mahavishnu_assets.locations import ENV_PREFIX, SETTINGS_FILES, settings_dir
 
 
 def default_ollama_host() -> str:
@@ -138,6 +132,9 @@ class IngestSettings(BaseModel):
     process_min_files: int = Field(default=200, ge=1)
     # Connections writing file batches in parallel (each batch is still one transaction).
     writer_connections: int = Field(default=2, ge=1, le=16)
+    # `mahavishnu ingest` keeps a quick answer for a repository proven unchanged (ingest/quick.py): the next
+    # command with the same inputs checks git and the database without loading the settings machinery.
+    quick_answers: bool = True
 
 
 class IndexSettings(BaseModel):
@@ -196,8 +193,7 @@ class Settings(BaseModel):
         folder = settings_dir()
         merged: dict[str, Any] = {}
         for source in (
-            _yaml_source(folder / "mahavishnu.yaml"),
-            _yaml_source(folder / "local.yaml"),
+            *(_yaml_source(folder / name) for name in SETTINGS_FILES),
             _env_source(type(self)),
             values,
         ):

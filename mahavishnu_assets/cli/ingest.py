@@ -10,6 +10,12 @@ from mahavishnu_assets.cli.output import subcommand
 
 
 async def ingest(args: argparse.Namespace) -> dict[str, Any]:
+    from mahavishnu_assets.ingest import quick
+
+    # A repository proven unchanged, asked with the same inputs as before: answered without the settings models.
+    answer = await quick.answer(args.path, args.name)
+    if answer is not None:
+        return answer
     # Imported here: `mahavishnu --help` and the other commands never pay for the ingest machinery.
     from mahavishnu_assets.cli.context import opened
     from mahavishnu_assets.ingest.pipeline import ingest_repository
@@ -28,7 +34,45 @@ async def ingest(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             if bar is not None:
                 bar.close()
-    return result.to_dict()
+        report = result.to_dict()
+        await _keep_quick_answer(settings, db, args.name, report)
+    return report
+
+
+async def _keep_quick_answer(settings: Any, db: Any, name: str | None, report: dict[str, Any]) -> None:
+    """Let the next identical command answer quickly, when nothing it would skip can change its answer."""
+    from pathlib import Path
+
+    from mahavishnu_assets.ingest import quick
+    from mahavishnu_assets.ingest.pipeline import ingest_config, key_facts
+
+    target = db.target
+    # `auto` picks its embedder by asking Ollama, which the quick answer does not; a password is never kept.
+    if not settings.ingest.quick_answers or settings.embedder == "auto" or target.password is not None:
+        return
+    pg = settings.postgres
+    connect: dict[str, Any] = {
+        "host": target.host,
+        "port": target.port,
+        "database": target.database,
+        "user": target.user,
+        "timeout": pg.connect_timeout_seconds,
+        "command_timeout": pg.command_timeout_seconds,
+        "application_name": pg.application_name,
+    }
+    if "sslmode" in target.options:
+        connect["ssl"] = target.options["sslmode"]
+    config = ingest_config(settings)
+    root = Path(report["root_path"])
+    async with db.connection() as conn:
+        await quick.remember(
+            conn,
+            name=name,
+            result=report,
+            facts_of=lambda space_id: key_facts(settings, config, root, space_id),
+            connect=connect,
+            warnings=list(report["warnings"]),
+        )
 
 
 def ask_git(args: argparse.Namespace) -> None:

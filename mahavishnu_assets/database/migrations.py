@@ -8,7 +8,6 @@ the live schema is detected.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,9 @@ import asyncpg
 from mahavishnu_assets.database.pool import connect
 from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.errors import MigrationChecksumError, SchemaError
+
+# Re-exported: where the migrations are read from is part of this module's interface.
+from mahavishnu_assets.locations import migrations_dir as migrations_dir
 
 LOCK_KEY = 0x6D61_6861_7669  # "mahavi": one advisory lock for every migrating process
 BOOKKEEPING = "public.mahavishnu_schema_migrations"
@@ -45,13 +47,6 @@ class MigrationReport:
     reverted: list[int]
     version: int
     pending: list[int]
-
-
-def migrations_dir() -> Path:
-    configured = os.environ.get("MAHAVISHNU_MIGRATIONS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[2] / "migrations"
 
 
 def load_migrations(folder: Path | None = None) -> list[Migration]:

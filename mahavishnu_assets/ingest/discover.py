@@ -233,10 +233,11 @@ def prefetch_clean_head(path: Path | str) -> None:
     _prefetched[str(root)] = future
 
 
-def git_clean_head(root: Path) -> str | None:
+def git_clean_head(root: Path, *, keep: bool = False) -> str | None:
     """HEAD when `root` is the top of a git work tree in which git sees nothing modified, staged, deleted or
-    untracked (ignored files aside); None otherwise, or outside git."""
-    future = _prefetched.pop(str(root), None)
+    untracked (ignored files aside); None otherwise, or outside git. `keep` leaves a prefetched answer for the
+    next call (a quick answer that declines hands it to the full path)."""
+    future = _prefetched.get(str(root)) if keep else _prefetched.pop(str(root), None)
     return future.result() if future is not None else _clean_head(root)
 
 

@@ -29,19 +29,18 @@ import hashlib
 import itertools
 import json
 import logging
-import re
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.errors import IngestError, MahavishnuError
-from mahavishnu_assets.ingest import store
+from mahavishnu_assets.ingest import quick, store
 from mahavishnu_assets.ingest.discover import (
     BAD_PATH,
     EMBEDDING_REJECTED,
@@ -58,7 +57,10 @@ from mahavishnu_assets.ingest.discover import (
     still_as_found,
 )
 from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder
+from mahavishnu_assets.ingest.names import check_repo_name as check_repo_name
+from mahavishnu_assets.ingest.names import default_repo_name as default_repo_name
 from mahavishnu_assets.ingest.progress import Progress, ProgressCallback
+from mahavishnu_assets.ingest.result import IngestResult as IngestResult
 from mahavishnu_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,61 +70,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 FIRST_BATCH_FILES = 8  # a small first batch starts the embedding server early
 SLICE_FILES = 24  # files per task handed to a reader worker
 TAIL_BATCH_CHUNKS = 300  # batch size once all files are handed to readers
-
-
-@dataclass
-class IngestResult:
-    """The counts of INTERFACE.md (`mahavishnu ingest --json`) plus details."""
-
-    repo: str
-    commit: str | None
-    files_seen: int = 0
-    files_changed: int = 0
-    files_deleted: int = 0
-    files_skipped: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    chunks_written: int = 0
-    chunks_deleted: int = 0
-    embeddings_computed: int = 0
-    embeddings_reused: int = 0
-    seconds: float = 0.0
-    root_path: str = ""
-    files_added: int = 0
-    files_modified: int = 0
-    files_unchanged: int = 0
-    files_read: int = 0
-    embeddings_backfilled: int = 0
-    embeddings_pruned: int = 0
-    embedding_space: str = ""
-    embedder: str = ""
-    warnings: list[str] = field(default_factory=list)
-    phases: dict[str, float] = field(default_factory=dict)
-    run_id: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["skipped"] = dict(sorted(self.skipped.items()))
-        out["seconds"] = round(self.seconds, 3)
-        out["phases"] = {k: round(v, 3) for k, v in self.phases.items()}
-        return out
-
-
-def default_repo_name(root: Path) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", root.name).strip("-.")
-    return name or "repository"
-
-
-def check_repo_name(name: str) -> str:
-    if not _NAME.match(name) or name.startswith("/") or ".." in name.split("/"):
-        raise IngestError(
-            f"Repository name {name!r} is not allowed",
-            suggestion="Use letters, digits, '.', '_', '-' and '/' only (at most 200 characters).",
-        )
-    return name
 
 
 def ingest_config(settings: Settings) -> str:
@@ -148,23 +98,23 @@ REFRESH_STATISTICS_FILES = 500
 
 # Skips decided from the path, its size and the settings alone: git sees every change that could alter them.
 _GIT_VISIBLE_SKIPS = frozenset({IGNORED, TOO_LARGE, BAD_PATH})
-# Counts an unchanged run repeats from the run that proved the repository unchanged (every other file is
-# unchanged: the proving run may have read them all, as a first ingest does).
-_CARRIED = ("files_seen", "files_skipped", "skipped")
 
 
-def unchanged_key(settings: Settings, config: str, root: Path, head: str, space_id: int) -> str:
-    """What a clean work tree at `head` must match for a re-ingest to have nothing to read."""
+def key_facts(settings: Settings, config: str, root: Path, space_id: int) -> dict[str, Any]:
+    """What an unchanged key holds besides HEAD (see `quick.unchanged_key`)."""
     ing = settings.ingest
-    facts = {
-        "head": head,
+    return {
         "root": str(root),
         "config": config,
         "space_id": space_id,
         "max_file_bytes": ing.max_file_bytes,
         "exclude_patterns": list(ing.exclude_patterns),
     }
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def unchanged_key(settings: Settings, config: str, root: Path, head: str, space_id: int) -> str:
+    """What a clean work tree at `head` must match for a re-ingest to have nothing to read."""
+    return quick.unchanged_key(key_facts(settings, config, root, space_id), head)
 
 
 def _git_proves_unchanged(found: Discovery, clean_head: str, skipped: dict[str, int]) -> bool:
@@ -596,16 +546,11 @@ class Ingest:
             key, space_id = await resolve_space(conn, self.embedder)
             if row["unchanged_key"] != unchanged_key(self.settings, self._config, root, head, space_id):
                 return False
-            for field_name in _CARRIED:
-                setattr(result, field_name, row["stats"].get(field_name, getattr(result, field_name)))
-            result.files_unchanged = result.files_seen - result.files_skipped
-            result.commit = head
-            result.embedding_space = key.describe()
-            result.embedder = key.provider
-            result.phases["unchanged_check"] = time.perf_counter() - started
-            result.seconds = time.perf_counter() - started
+            result.carry_unchanged(
+                row["stats"], head, key.describe(), key.provider, time.perf_counter() - started
+            )
             result.run_id = await store.record_unchanged_run(
-                conn, int(row["id"]), head, space_id, result.to_dict()
+                conn, int(row["id"]), head, space_id, json.dumps(result.to_dict())
             )
         return True
 

@@ -533,16 +533,17 @@ async def unchanged_state(conn: asyncpg.Connection, name: str) -> asyncpg.Record
 
 
 async def record_unchanged_run(
-    conn: asyncpg.Connection, repo_id: int, commit: str | None, space_id: int, stats: dict[str, Any]
+    conn: asyncpg.Connection, repo_id: int, commit: str | None, space_id: int, stats_json: str
 ) -> int:
-    """A finished run that had nothing to do, in one short transaction."""
+    """A finished run that had nothing to do, in one short transaction. The stats come as JSON text, so a
+    connection without the jsonb codec (the quick answer's) records the same row."""
     async with conn.transaction():
         await conn.execute("SET LOCAL synchronous_commit = off")
         run_id = await conn.fetchval(
             """WITH run AS (
                    INSERT INTO mahavishnu.ingest_runs
                        (repo_id, commit, space_id, status, stats, finished_at, files_total, files_done)
-                   VALUES ($1, $2, $3, 'succeeded', $4, now(), 0, 0) RETURNING id
+                   VALUES ($1, $2, $3, 'succeeded', $4::text::jsonb, now(), 0, 0) RETURNING id
                ), touched AS (
                    UPDATE mahavishnu.repositories SET last_ingested_at = now() WHERE id = $1
                )
@@ -550,6 +551,6 @@ async def record_unchanged_run(
             repo_id,
             commit,
             space_id,
-            stats,
+            stats_json,
         )
     return int(run_id)
