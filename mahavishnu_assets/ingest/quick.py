@@ -45,6 +45,7 @@ _ENV_NAMES = ("HOME",)
 # Variables whose value may be a password: with one set, no answer is written or read (see `_secret_set`).
 _SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "PASSFILE")
 _MAX_FILES = 256  # answers kept; the oldest go first
+QUICK_CONNECT_SECONDS = 2.0
 
 # One round trip: the repository's proof and last run, its space and whether another space of the same model
 # exists, and the applied migrations as the full path checked them (versions and checksums of their up files).
@@ -242,7 +243,8 @@ async def _answer(
             port=connect["port"],
             database=connect["database"],
             user=connect["user"],
-            timeout=connect["timeout"],
+            # A server slow to accept is left to the full path and its own timeout, not waited for twice.
+            timeout=min(float(connect["timeout"]), QUICK_CONNECT_SECONDS),
             command_timeout=connect["command_timeout"],
             server_settings={"application_name": connect["application_name"]},
             **({"ssl": connect["ssl"]} if "ssl" in connect else {}),
