@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mahavishnu_assets.cli.output import subcommand
+
+if TYPE_CHECKING:
+    from mahavishnu_assets.database.pool import Database
+    from mahavishnu_assets.settings import Settings
 
 
 async def ingest(args: argparse.Namespace) -> dict[str, Any]:
@@ -39,7 +43,9 @@ async def ingest(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-async def _keep_quick_answer(settings: Any, db: Any, name: str | None, report: dict[str, Any]) -> None:
+async def _keep_quick_answer(
+    settings: Settings, db: Database, name: str | None, report: dict[str, Any]
+) -> None:
     """Let the next identical command answer quickly, when nothing it would skip can change its answer."""
     from pathlib import Path
 
@@ -51,17 +57,12 @@ async def _keep_quick_answer(settings: Any, db: Any, name: str | None, report: d
     if not settings.ingest.quick_answers or settings.embedder == "auto" or target.password is not None:
         return
     pg = settings.postgres
-    connect: dict[str, Any] = {
-        "host": target.host,
-        "port": target.port,
-        "database": target.database,
-        "user": target.user,
+    connect = {
+        "target": target.connect_kwargs(),
         "timeout": pg.connect_timeout_seconds,
         "command_timeout": pg.command_timeout_seconds,
         "application_name": pg.application_name,
     }
-    if "sslmode" in target.options:
-        connect["ssl"] = target.options["sslmode"]
     config = ingest_config(settings)
     root = Path(report["root_path"])
     async with db.connection() as conn:
@@ -71,7 +72,6 @@ async def _keep_quick_answer(settings: Any, db: Any, name: str | None, report: d
             result=report,
             facts_of=lambda space_id: key_facts(settings, config, root, space_id),
             connect=connect,
-            warnings=list(report["warnings"]),
         )
 
 

@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,7 +39,7 @@ from mahavishnu_assets.locations import ENV_PREFIX, PACKAGE_DIR, SETTINGS_FILES,
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 # Environment that settings, the embedder or the driver read: a change in any of it declines the answer.
 _ENV_PREFIXES = (ENV_PREFIX, "OLLAMA_", "PG")
 _ENV_NAMES = ("HOME",)
@@ -233,21 +234,18 @@ async def _answer(
 
     from mahavishnu_assets.ingest import store
     from mahavishnu_assets.ingest.discover import git_clean_head
+    from mahavishnu_assets.ingest.embed import SpaceKey
 
     # Git (usually prefetched by the command) and the connection proceed together.
     clean = asyncio.ensure_future(asyncio.to_thread(git_clean_head, Path(root), keep=True))
     connect = entry["connect"]
     try:
         conn = await asyncpg.connect(
-            host=connect["host"],
-            port=connect["port"],
-            database=connect["database"],
-            user=connect["user"],
+            **connect["target"],
             # A server slow to accept is left to the full path and its own timeout, not waited for twice.
             timeout=min(float(connect["timeout"]), QUICK_CONNECT_SECONDS),
             command_timeout=connect["command_timeout"],
             server_settings={"application_name": connect["application_name"]},
-            **({"ssl": connect["ssl"]} if "ssl" in connect else {}),
         )
     except BaseException:
         clean.cancel()
@@ -266,14 +264,9 @@ async def _answer(
         if not isinstance(stats, dict):
             return None
         space = entry["space"]
+        described = SpaceKey(space["provider"], space["model"], space["dimensions"]).describe()
         result = IngestResult(repo=repo, commit=None, root_path=root, warnings=list(entry["warnings"]))
-        result.carry_unchanged(
-            stats,
-            head,
-            f"{space['provider']}:{space['model']}/{space['dimensions']}",
-            space["provider"],
-            time.perf_counter() - started,
-        )
+        result.carry_unchanged(stats, head, described, space["provider"], time.perf_counter() - started)
         result.run_id = await store.record_unchanged_run(
             conn, int(row["id"]), head, int(space["id"]), json.dumps(result.to_dict())
         )
@@ -290,14 +283,15 @@ async def remember(
     *,
     name: str | None,
     result: dict[str, Any],
-    facts_of: Any,
+    facts_of: Callable[[int], dict[str, Any]],
     connect: dict[str, Any],
-    warnings: list[str],
 ) -> bool:
-    """After a full run: keep the quick answer when the database holds the proof the reader will check.
+    """After a full run that reported `result`: keep the quick answer when the database holds the proof the
+    reader will check.
 
-    `facts_of(space_id)` gives the key facts for the repository's space, `connect` the connection parameters
-    (never a password). The entry is kept only if the reader's own check passes on it now."""
+    `facts_of(space_id)` gives the key facts for the repository's space; `connect` holds the driver's
+    `target` arguments (never a password), `timeout`, `command_timeout` and `application_name`. The entry is
+    kept only if the reader's own check passes on it now."""
     root, repo, head = result["root_path"], result["repo"], result["commit"]
     fingerprint = inputs_fingerprint(root, name) if head else None
     if fingerprint is None:
@@ -317,7 +311,7 @@ async def remember(
             "dimensions": row["dimensions"],
         },
         "migrations": row["migrations"],
-        "warnings": warnings,
+        "warnings": list(result["warnings"]),
     }
     if not entry_holds(entry, row, unchanged_key(entry["facts"], head), root):
         return False
