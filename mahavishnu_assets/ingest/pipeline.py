@@ -179,10 +179,8 @@ class _Batch:
     mine: set[bytes] = field(default_factory=set)  # hashes this batch embedded itself
     owned: dict[bytes, asyncio.Future[Any]] = field(default_factory=dict)  # in-flight entries it created
     computed: int = 0
-
-    @property
-    def chunk_count(self) -> int:
-        return sum(len(f.chunks) for f in self.files)
+    # Kept as files are added: the reader checks it after every file.
+    chunk_count: int = 0
 
 
 class Ingest:
@@ -247,6 +245,7 @@ class Ingest:
         else:
             assert outcome.file is not None
             batch.files.append(outcome.file)
+            batch.chunk_count += len(outcome.file.chunks)
             if outcome.path in known:
                 batch.modified += 1
             else:
