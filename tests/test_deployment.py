@@ -220,12 +220,17 @@ def test_instance_loads_with_the_k8s_run_launcher(
     assert load_instance(home, env)[-2:] == ["QueuedRunCoordinator", "K8sRunLauncher"]
 
 
-def test_workspace_loads_the_code_location() -> None:
+def test_workspace_loads_the_code_location(tmp_path: Path) -> None:
+    # A throw-away instance: validating the code needs none, and the repository's own would start the embedded
+    # server under the working directory.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MAHAVISHNU_"))}
+    env.update(DAGSTER_HOME=str(tmp_path), MAHAVISHNU_HOME=str(tmp_path / "mahavishnu"))
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
         timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
