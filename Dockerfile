@@ -7,7 +7,7 @@ COPY pyproject.toml README.md ./
 COPY mahavishnu_assets ./mahavishnu_assets
 COPY migrations ./migrations
 COPY settings/mahavishnu.yaml ./settings/mahavishnu.yaml
-RUN pip install -e . && mkdir -p $DAGSTER_HOME
+RUN pip install -e '.[deploy]' && mkdir -p $DAGSTER_HOME
 COPY docker/dagster.yaml workspace.yaml $DAGSTER_HOME/
 RUN useradd --create-home --uid 1000 mahavishnu && chown -R mahavishnu $DAGSTER_HOME
 USER mahavishnu

@@ -73,54 +73,164 @@ def test_compose_validates_with_docker_client_when_present(tmp_path: Path) -> No
     assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr
 
 
-def test_dagster_yaml_instance_on_real_postgres(database: ConnectTarget, tmp_path: Path) -> None:
-    """The deployment instance config (docker/dagster.yaml), pointed by env at a real PostgreSQL."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "docker" / "dagster.yaml", home / "dagster.yaml")
+def load_instance(home: Path, env: dict[str, str]) -> list[str]:
+    """Load the instance in DAGSTER_HOME=home in a new process; the class names of its parts."""
     code = (
         "from dagster import DagsterInstance\n"
         "i = DagsterInstance.get()\n"
         "print(type(i.run_storage).__name__, type(i.event_log_storage).__name__,"
-        " type(i.run_coordinator).__name__, len(i.get_runs()))\n"
+        " type(i.schedule_storage).__name__, type(i.run_coordinator).__name__, type(i.run_launcher).__name__)\n"
     )
-    env = dict(
-        os.environ,
-        DAGSTER_HOME=str(home),
-        DAGSTER_POSTGRES_URL=database.libpq_url().get_secret_value(),
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env, "DAGSTER_HOME": str(home)},
+        timeout=180,
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == [
-        "PostgresRunStorage",
-        "PostgresEventLogStorage",
-        "QueuedRunCoordinator",
-        "0",
-    ]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.split()
 
 
-def test_local_dagster_yaml_needs_no_environment(tmp_path: Path) -> None:
+def test_local_dagster_yaml_keeps_dagster_in_the_embedded_postgres(tmp_path: Path) -> None:
+    """With no environment at all, the local instance starts the embedded server and keeps its runs, events
+    and schedules in a `dagster` database there: no SQLite file."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    code = (
-        "from dagster import DagsterInstance\n"
-        "i = DagsterInstance.get()\n"
-        "print(type(i.run_storage).__name__, type(i.run_coordinator).__name__)\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MAHAVISHNU_"))}
+    env["MAHAVISHNU_HOME"] = str(tmp_path / "mahavishnu")
+    try:
+        parts = load_instance(home, env)
+    finally:
+        subprocess.run([sys.executable, "-m", "mahavishnu_assets.cli", "down"], env=env, timeout=120)
+    assert parts == [
+        "PostgresRunStorage",
+        "PostgresEventLogStorage",
+        "PostgresScheduleStorage",
+        "QueuedRunCoordinator",
+        "DefaultRunLauncher",
+    ]
+    assert not list(home.rglob("*.db"))
+
+
+def test_docker_instance_launches_each_run_in_its_own_container(
+    database: ConnectTarget, tmp_path: Path
+) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "docker" / "dagster.yaml", home / "dagster.yaml")
+    env = dict(os.environ, DAGSTER_POSTGRES_URL=database.libpq_url().get_secret_value())
+    assert load_instance(home, env) == [
+        "PostgresRunStorage",
+        "PostgresEventLogStorage",
+        "PostgresScheduleStorage",
+        "QueuedRunCoordinator",
+        "DockerRunLauncher",
+    ]
+    config = yaml.safe_load((ROOT / "docker" / "dagster.yaml").read_text())["run_launcher"]["config"]
+    # Only names are passed on: each value comes from the daemon's environment when a run starts.
+    assert all(re.fullmatch(r"[A-Z_]+", name) for name in config["env_vars"])
+    assert {"MAHAVISHNU_DATABASE_URL", "OLLAMA_HOST", "DAGSTER_POSTGRES_URL"} <= set(config["env_vars"])
+
+
+def test_compose_wires_the_docker_run_launcher(compose: dict) -> None:
+    launcher = yaml.safe_load((ROOT / "docker" / "dagster.yaml").read_text())["run_launcher"]["config"]
+    services = compose["services"]
+    image = services["user-code"]["image"]
+    assert services["user-code"]["environment"]["DAGSTER_CURRENT_IMAGE"] == image
+    for name in ("webserver", "daemon"):
+        assert "/var/run/docker.sock:/var/run/docker.sock" in services[name]["volumes"]
+        assert services[name]["image"] == image
+    # Run containers join the compose network and mount the repositories volume by their fixed names.
+    assert compose["networks"]["default"]["name"] == launcher["network"]
+    volume = launcher["container_kwargs"]["volumes"][0].split(":")[0]
+    assert compose["volumes"]["repositories"]["name"] == volume
+
+
+@pytest.fixture(scope="module")
+def helm_values() -> dict:
+    return yaml.safe_load((ROOT / "deploy" / "kubernetes" / "values.yaml").read_text())
+
+
+def test_helm_values_hold_no_secret(helm_values: dict) -> None:
+    text = (ROOT / "deploy" / "kubernetes" / "values.yaml").read_text()
+    assert not re.search(r"(?i)password\s*:", text)
+    assert not re.search(r"://[^:/\s]+:[^@\s]+@", text.split("\n\n", 1)[1])  # past the usage comment
+    assert helm_values["generatePostgresqlPasswordSecret"] is False
+    assert helm_values["postgresql"]["enabled"] is False
+    assert helm_values["global"]["postgresqlSecretName"]
+    launcher = helm_values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert [s["name"] for s in launcher["envSecrets"]] == ["mahavishnu-secrets"]
+    assert not any("DATABASE_URL" in v for v in launcher["envVars"])
+
+
+def test_instance_loads_with_the_k8s_run_launcher(
+    helm_values: dict, database: ConnectTarget, tmp_path: Path
+) -> None:
+    """The launcher and queue settings of the Helm values, as the chart renders them into the instance, load
+    into a real instance (storage on a real PostgreSQL; a kubeconfig file stands in for the cluster's own)."""
+    values = helm_values["runLauncher"]["config"]["k8sRunLauncher"]
+    queue = helm_values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
-    env["DAGSTER_HOME"] = str(home)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["SqliteRunStorage", "QueuedRunCoordinator"]
+    instance = {
+        "storage": {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}},
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {
+                "max_concurrent_runs": queue["maxConcurrentRuns"],
+                "tag_concurrency_limits": queue["tagConcurrencyLimits"],
+            },
+        },
+        "run_launcher": {
+            "module": "dagster_k8s",
+            "class": "K8sRunLauncher",
+            "config": {
+                "image_pull_policy": values["imagePullPolicy"],
+                "env_secrets": [s["name"] for s in values["envSecrets"]],
+                "env_vars": values["envVars"],
+                "resources": values["resources"],
+                "service_account_name": "dagster",
+                "instance_config_map": "dagster-instance",
+                "postgres_password_secret": helm_values["global"]["postgresqlSecretName"],
+                "dagster_home": "/opt/dagster/dagster_home",
+                "job_namespace": "mahavishnu",
+                "load_incluster_config": False,
+                "kubeconfig_file": str(kubeconfig),
+            },
+        },
+    }
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    env = dict(os.environ, DAGSTER_POSTGRES_URL=database.libpq_url().get_secret_value())
+    assert load_instance(home, env)[-2:] == ["QueuedRunCoordinator", "K8sRunLauncher"]
 
 
-def test_workspace_loads_the_code_location() -> None:
+def test_workspace_loads_the_code_location(tmp_path: Path) -> None:
+    # A throw-away instance: validating the code needs none, and the repository's own would start the embedded
+    # server under the working directory.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MAHAVISHNU_"))}
+    env.update(DAGSTER_HOME=str(tmp_path), MAHAVISHNU_HOME=str(tmp_path / "mahavishnu"))
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
         timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -74,10 +74,28 @@ def test_pipeline_runs_the_main_job_and_searches(
     hits = out["search"]["results"]
     assert hits and hits[0]["path"] == "pkg/accounts.py"
     assert all(h["path"] != "logo.txt" for h in hits)
-    # The run is recorded in the Dagster instance under MAHAVISHNU_HOME.
+    # The run is recorded in the Dagster instance under MAHAVISHNU_HOME, whose storage is the `dagster`
+    # database on the same server: no SQLite file is written.
     home = Path(out["dagster_home"])
     assert home == tmp_path / "home" / "dagster"
     assert (home / "dagster.yaml").is_file()
+    assert not list(home.rglob("*.db"))
+    assert out["run_id"] in dagster_runs(database)
+
+
+def dagster_runs(database: ConnectTarget) -> set[str]:
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> set[str]:
+        conn = await asyncpg.connect(**database.with_database("dagster").connect_kwargs())
+        try:
+            return {r["run_id"] for r in await conn.fetch("SELECT run_id FROM runs")}
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 def test_pipeline_reports_a_missing_path_as_a_json_error(

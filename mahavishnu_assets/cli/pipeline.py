@@ -16,16 +16,30 @@ def dagster_home(settings_home: Path) -> Path:
     configured = os.environ.get("DAGSTER_HOME")
     home = Path(configured) if configured else settings_home.expanduser().resolve() / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    instance_config = home / "dagster.yaml"
-    if not configured and not instance_config.exists():
-        # The project's local instance settings (run queue, concurrency), so `dagster dev` on this home
-        # behaves like one started from the repository root.
-        shipped = Path(__file__).resolve().parents[2] / "dagster.yaml"
-        instance_config.write_text(
-            shipped.read_text() if shipped.is_file() else "telemetry:\n  enabled: false\n"
-        )
+    if not configured:
+        _write_instance_config(home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def _write_instance_config(path: Path) -> None:
+    """The project's local instance (storage in PostgreSQL, run queue, concurrency), so `dagster dev` on this
+    home behaves like one started from the repository root. A file without a storage section was written by an
+    earlier version, when runs stayed in SQLite: it is replaced (those old runs are not migrated)."""
+    shipped = Path(__file__).resolve().parents[2] / "dagster.yaml"
+    if path.exists() and "\nstorage:" in "\n" + path.read_text():
+        return
+    path.write_text(shipped.read_text() if shipped.is_file() else _MINIMAL_INSTANCE)
+
+
+# For an install without the repository's dagster.yaml beside the package (a wheel): the storage alone.
+_MINIMAL_INSTANCE = """storage:
+  custom:
+    module: mahavishnu_assets.defs.instance
+    class: MahavishnuPostgresStorage
+telemetry:
+  enabled: false
+"""
 
 
 def _plain(value: Any) -> Any:
