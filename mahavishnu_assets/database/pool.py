@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import asyncpg
-from pgvector import Vector
 
 from mahavishnu_assets.database.target import ConnectTarget
+from mahavishnu_assets.database.vectors import register_vector_codec
 from mahavishnu_assets.errors import (
     DatabaseMissingError,
     DatabaseUnavailableError,
@@ -111,36 +111,11 @@ class _Counters:
         self.in_use = value
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await _register_vector(conn)
+async def _init_connection(conn: asyncpg.Connection, vector_schema: str | None = None) -> str | None:
+    """Codecs every connection gets; returns the vector extension's schema for the next connection."""
+    schema = await register_vector_codec(conn, vector_schema)
     await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog")
-
-
-async def _register_vector(conn: asyncpg.Connection) -> None:
-    """Binary `vector` values. Only `vector` crosses the wire: queries cast to `halfvec` in the server.
-
-    The codec needs the extension; before the first migration there is none, and after it the pool is expired
-    so every new connection registers it. One query where the extension lives in `public`, as our migration
-    puts it; a server that keeps it in another schema on the search path costs two more."""
-    try:
-        await conn.set_type_codec("vector", schema="public", **_VECTOR_CODEC)
-        return
-    except ValueError as exc:
-        if not str(exc).startswith("unknown type"):
-            raise
-    schema = await conn.fetchval(
-        """SELECT n.nspname FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-           WHERE t.oid = to_regtype('vector')"""
-    )
-    if schema is not None:
-        await conn.set_type_codec("vector", schema=schema, **_VECTOR_CODEC)
-
-
-_VECTOR_CODEC: dict[str, Any] = {
-    "encoder": lambda v: (v if isinstance(v, Vector) else Vector(v)).to_binary(),
-    "decoder": Vector.from_binary,
-    "format": "binary",
-}
+    return schema
 
 
 def _json_dumps(value: Any) -> str:
@@ -203,6 +178,8 @@ class Database:
         self._last_check: float | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()
+        # Where the vector extension lives, found by the first connection that sees it.
+        self._vector_schema: str | None = None
 
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> Database:
@@ -220,11 +197,14 @@ class Database:
                 max_size=cfg.max_size,
                 timeout=cfg.connect_timeout,
                 command_timeout=cfg.command_timeout,
-                init=_init_connection,
+                init=self._prepare_connection,
                 server_settings={"application_name": cfg.application_name},
             )
         except Exception as exc:
             raise connection_error(self.target, exc) from None
+
+    async def _prepare_connection(self, conn: asyncpg.Connection) -> None:
+        self._vector_schema = await _init_connection(conn, self._vector_schema)
 
     async def adjust_pool_size(
         self, *, min_size: int | None = None, max_size: int | None = None
