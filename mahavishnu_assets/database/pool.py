@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -130,12 +131,12 @@ def _json_loads(value: str) -> Any:
     return json.loads(value)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+def _percentiles(values: list[float], *percents: int) -> list[float]:
+    """The given percentiles (0-100) of the values, interpolated between samples; 0.0 for no samples."""
+    if len(values) < 2:
+        return [values[0] if values else 0.0] * len(percents)
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return [cuts[p - 1] for p in percents]
 
 
 def connection_error(target: ConnectTarget, exc: BaseException) -> DatabaseUnavailableError:
@@ -367,8 +368,9 @@ class Database:
         pool = self._pool
         size = pool.get_size() if pool else 0
         idle = pool.get_idle_size() if pool else 0
-        samples = list(c.acquire_ms)
+        acquire_p50, acquire_p95 = _percentiles(list(c.acquire_ms), 50, 95)
         waits = list(c.wait_ms)
+        (wait_p95,) = _percentiles(waits, 95)
         now = time.monotonic()
         busy = c.busy_seconds + c.in_use * (now - c.last_change)
         open_seconds = max(now - c.opened_at, 1e-9)
@@ -382,14 +384,14 @@ class Database:
             waits=c.waits,
             waiting_now=c.waiting_now,
             peak_in_use=c.peak_in_use,
-            acquire_p50_ms=round(_percentile(samples, 0.50), 3),
-            acquire_p95_ms=round(_percentile(samples, 0.95), 3),
+            acquire_p50_ms=round(acquire_p50, 3),
+            acquire_p95_ms=round(acquire_p95, 3),
             failures=c.failures,
             healthy=self._healthy,
             last_health_check_age_seconds=None
             if self._last_check is None
             else round(time.monotonic() - self._last_check, 3),
-            wait_p95_ms=round(_percentile(waits, 0.95), 3),
+            wait_p95_ms=round(wait_p95, 3),
             wait_max_ms=round(max(waits, default=0.0), 3),
             utilisation=round(c.in_use / self.config.max_size, 4),
             avg_utilisation=round(busy / (open_seconds * self.config.max_size), 4),
