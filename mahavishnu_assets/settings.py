@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -250,6 +249,8 @@ class _Environment(EnvSettingsSource):
 
 def _settings_file_problem(files: list[Path]) -> ConfigurationError | None:
     """Why a settings file cannot be read as settings, naming the file; None when none of them is at fault."""
+    import yaml  # only on this error path and in _yaml_has; the YAML source imports it for itself
+
     for path in files:
         if not path.is_file():
             continue
@@ -290,6 +291,8 @@ def _has(node: Any, loc: tuple[str | int, ...]) -> bool:
 def _yaml_has(path: Path, loc: tuple[str | int, ...]) -> bool:
     if not path.is_file():
         return False
+    import yaml
+
     try:
         return _has(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, loc)
     except yaml.YAMLError:
