@@ -129,17 +129,16 @@ async def load(target: ConnectTarget, rows: int, rng: np.random.Generator) -> in
 
 
 def summary(values_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(values_ms)
-
-    def pct(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
+    # Percentiles interpolated between samples (numpy's default); a single sample is every percentile.
+    cuts = (
+        statistics.quantiles(values_ms, n=100, method="inclusive") if len(values_ms) > 1 else values_ms * 99
+    )
     return {
-        "p50_ms": round(pct(0.50), 2),
-        "p95_ms": round(pct(0.95), 2),
-        "p99_ms": round(pct(0.99), 2),
-        "max_ms": round(ordered[-1], 2),
-        "mean_ms": round(statistics.fmean(ordered), 2),
+        "p50_ms": round(cuts[49], 2),
+        "p95_ms": round(cuts[94], 2),
+        "p99_ms": round(cuts[98], 2),
+        "max_ms": round(max(values_ms), 2),
+        "mean_ms": round(statistics.fmean(values_ms), 2),
     }
 
 

@@ -1,21 +1,19 @@
-"""Settings: defaults < settings/mahavishnu.yaml < settings/local.yaml < MAHAVISHNU_* environment."""
+"""Settings: defaults < settings/mahavishnu.yaml < settings/local.yaml < MAHAVISHNU_* environment < arguments."""
 
 from __future__ import annotations
 
 import os
-import sys
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
 )
 
 from mahavishnu_assets.errors import ConfigurationError
@@ -23,6 +21,7 @@ from mahavishnu_assets.locations import ENV_PREFIX, SETTINGS_FILES, settings_dir
 
 
 def default_ollama_host() -> str:
+    """The `ollama` client's own OLLAMA_HOST, so one variable points both it and us at the server."""
     return os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
 
 
@@ -168,14 +167,16 @@ class MemorySettings(BaseModel):
     idle_connection_seconds: int = Field(default=600, ge=1)
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Everything the project reads from its environment, validated at start.
 
-    `Settings(**values)` reads its sources as pydantic-settings would, without importing it (about 80 ms of
-    every command). Each source wins over the ones after it: the arguments, the MAHAVISHNU_* environment,
-    settings/local.yaml, settings/mahavishnu.yaml, the defaults; nested mappings merge key by key."""
+    Each source wins over the ones after it: the arguments, the MAHAVISHNU_* environment (nested fields with
+    `__`, JSON for models and lists), settings/local.yaml, settings/mahavishnu.yaml, the defaults; nested
+    mappings merge key by key. Use `load_settings` for errors that name the field, its source and the fix."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False, extra="ignore"
+    )
 
     home: Path = Path(".mahavishnu")
     database_url: SecretStr | None = None
@@ -189,123 +190,94 @@ class Settings(BaseModel):
     index: IndexSettings = Field(default_factory=IndexSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
 
-    def __init__(self, **values: Any) -> None:
-        folder = settings_dir()
-        merged: dict[str, Any] = {}
-        for source in (
-            *(_yaml_source(folder / name) for name in SETTINGS_FILES),
-            _env_source(type(self)),
-            values,
-        ):
-            merged = _deep_merge(merged, source)
-        super().__init__(**merged)
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = [settings_dir() / name for name in SETTINGS_FILES]
+        try:
+            # Later files win, key by key: local.yaml over the committed mahavishnu.yaml.
+            yaml_files = YamlConfigSettingsSource(settings_cls, yaml_file=files, deep_merge=True)
+        except Exception:
+            problem = _settings_file_problem(files)
+            if problem is None:
+                raise
+            raise problem from None
+        return init_settings, _Environment(settings_cls), yaml_files
 
     @property
     def uses_embedded_server(self) -> bool:
         return self.database_url is None and self.postgres.host is None
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+class _Environment(EnvSettingsSource):
+    """The MAHAVISHNU_* variables; one that must hold JSON and does not is named in a ConfigurationError."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError:
+            name = self._not_json(field_name, field)
+            raise ConfigurationError(
+                f"Environment variable {name} must be JSON for this setting",
+                suggestion=f'Set {name} to a JSON value, e.g. {name}=\'["a", "b"]\' for a list.',
+                fields=[name],
+            ) from None
+
+    def _not_json(self, field_name: str, field: FieldInfo) -> str:
+        """The variable of this field that failed to decode: the whole field's, or one of its nested ones."""
+        whole = (ENV_PREFIX + field_name).lower()
+        for name, raw in self.env_vars.items():
+            if raw is None:
+                continue
+            try:
+                if name.lower() == whole:
+                    self.decode_complex_value(field_name, field, raw)
+                else:
+                    self.explode_env_vars(field_name, field, {name: raw})
+            except ValueError:
+                return name.upper()
+        return whole.upper()
 
 
-def _yaml_source(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    import yaml  # here: a run with no settings file never loads the YAML parser
+def _settings_file_problem(files: list[Path]) -> ConfigurationError | None:
+    """Why a settings file cannot be read as settings, naming the file; None when none of them is at fault."""
+    import yaml  # only on this error path and in _yaml_has; the YAML source imports it for itself
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigurationError(
-            f"{path} must hold a mapping of settings, not {type(data).__name__}",
-            suggestion=f"Write {path.name} as `key: value` lines (see settings/mahavishnu.yaml).",
-        )
-    return data
-
-
-def _is_complex(annotation: Any) -> bool:
-    """Whether a field takes JSON from the environment (models, lists, mappings), as in pydantic-settings."""
-    if isinstance(annotation, type):
-        return issubclass(annotation, BaseModel | list | dict | set | tuple | frozenset)
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return False
-    if isinstance(origin, type) and issubclass(origin, list | dict | set | tuple | frozenset):
-        return True
-    return any(_is_complex(arg) for arg in get_args(annotation) if arg is not type(None))
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    for candidate in (annotation, *get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
+    for path in files:
+        if not path.is_file():
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            return ConfigurationError(
+                f"{path} cannot be read ({exc.strerror})",
+                suggestion=f"Check that {path} is a readable file.",
+            )
+        except yaml.YAMLError as exc:
+            # Never the parser's message: it quotes the line, which may hold a password.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            return ConfigurationError(
+                f"{path} is not valid YAML{where}",
+                suggestion=f"Fix the YAML syntax in {path}.",
+            )
+        if data is not None and not isinstance(data, dict):
+            return ConfigurationError(
+                f"{path} must hold a mapping of settings, not {type(data).__name__}",
+                suggestion=f"Write {path.name} as `key: value` lines (see settings/mahavishnu.yaml).",
+            )
     return None
 
 
-def _env_value(name: str, raw: str, annotation: Any) -> Any:
-    if not _is_complex(annotation):
-        return raw
-    import json
-
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ConfigurationError(
-            f"Environment variable {name} must be JSON for this setting",
-            suggestion=f'Set {name} to a JSON value, e.g. {name}=\'["a", "b"]\' for a list.',
-            fields=[name],
-        ) from None
-
-
-def _env_source(model: type[BaseModel]) -> dict[str, Any]:
-    """MAHAVISHNU_<FIELD> (JSON for models and lists) and MAHAVISHNU_<FIELD>__<SUBFIELD>, names in any case.
-    A variable that names no setting (MAHAVISHNU_SETTINGS_DIR, a typo) is ignored, as unknown keys are."""
-    prefix = ENV_PREFIX.lower()
-    out: dict[str, Any] = {}
-    # Shorter names first: a whole field's JSON, then the nested variables merged into (and over) it.
-    for name in sorted((k for k in os.environ if k.lower().startswith(prefix)), key=len):
-        path = _setting_path(model, name[len(prefix) :].lower().split("__"))
-        if path is None:
-            continue
-        *parents, (leaf, annotation) = path
-        value: Any = {leaf: _env_value(name, os.environ[name], annotation)}
-        for part, _ in reversed(parents):
-            value = {part: value}
-        out = _deep_merge(out, value)
-    return out
-
-
-def _setting_path(model: type[BaseModel], parts: list[str]) -> list[tuple[str, Any]] | None:
-    """Each part with its field's type, or None when the parts name no setting."""
-    path: list[tuple[str, Any]] = []
-    current: type[BaseModel] | None = model
-    for depth, part in enumerate(parts):
-        field = current.model_fields.get(part) if current is not None else None
-        if field is None or not part:
-            return None
-        path.append((part, field.annotation))
-        if depth < len(parts) - 1:
-            current = _model_of(field.annotation)
-    return path
-
-
-def _yaml_has(path: Path, loc: tuple[str | int, ...]) -> bool:
-    if not path.is_file():
-        return False
-    import yaml  # here: a run with no settings file never loads the YAML parser
-
-    try:
-        node: Any = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        return False
+def _has(node: Any, loc: tuple[str | int, ...]) -> bool:
     for part in loc:
         if isinstance(node, dict) and str(part) in node:
             node = node[str(part)]
@@ -316,24 +288,33 @@ def _yaml_has(path: Path, loc: tuple[str | int, ...]) -> bool:
     return True
 
 
-def _source_of(loc: tuple[str | int, ...]) -> str:
-    """Name where a bad value came from, so the user knows what to edit."""
+def _yaml_has(path: Path, loc: tuple[str | int, ...]) -> bool:
+    if not path.is_file():
+        return False
+    import yaml
+
+    try:
+        return _has(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, loc)
+    except yaml.YAMLError:
+        return False
+
+
+def _source_of(loc: tuple[str | int, ...], overrides: dict[str, Any]) -> str:
+    """Name where a bad value came from, in the order the sources win, so the user knows what to edit."""
+    if loc and _has(overrides, loc):
+        return "arguments"
     names = [str(p) for p in loc]
     for depth in range(len(names), 0, -1):
         env = ENV_PREFIX + "__".join(names[:depth]).upper()
         if any(k.upper() == env for k in os.environ):
             return f"environment variable {env}"
     folder = settings_dir()
-    for name in ("local.yaml", "mahavishnu.yaml"):
+    for name in reversed(SETTINGS_FILES):
         if _yaml_has(folder / name, loc):
             return str(folder / name)
+    if names == ["ollama", "host"] and os.environ.get("OLLAMA_HOST"):
+        return "environment variable OLLAMA_HOST"
     return "defaults"
-
-
-def _is_yaml_error(exc: BaseException) -> bool:
-    # A YAML error can only come from a parser already loaded: no settings file, no import.
-    yaml = sys.modules.get("yaml")
-    return yaml is not None and isinstance(exc, yaml.YAMLError)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -341,30 +322,24 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
+        # A group's default failing on its own (OLLAMA_HOST, read by OllamaSettings) reports from inside it.
+        group = tuple(n for n, f in Settings.model_fields.items() if _model_name(f.annotation) == exc.title)
         problems = []
-        first_field = ""
+        fields = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            loc = group + tuple(err["loc"])
             field = ".".join(str(p) for p in loc) or "settings"
-            first_field = first_field or field
+            fields.append(field)
             # Never echo the input value: it may be a password.
-            problems.append(f"{field}: {err['msg']} (from {_source_of(loc)})")
-        env_hint = ENV_PREFIX + first_field.replace(".", "__").upper()
+            problems.append(f"{field}: {err['msg']} (from {_source_of(loc, overrides)})")
+        env_hint = ENV_PREFIX + fields[0].replace(".", "__").upper()
         raise ConfigurationError(
             "Invalid settings: " + "; ".join(problems),
-            suggestion=f"Set a valid value for {first_field}, e.g. with {env_hint}=..., "
+            suggestion=f"Set a valid value for {fields[0]}, e.g. with {env_hint}=..., "
             "or fix it in settings/local.yaml / settings/mahavishnu.yaml.",
-            fields=[".".join(str(p) for p in e["loc"]) for e in exc.errors()],
-        ) from None
-    except Exception as exc:
-        if not _is_yaml_error(exc):
-            raise
-        raise ConfigurationError(
-            f"A settings file is not valid YAML: {exc.__class__.__name__}",
-            suggestion=f"Fix the YAML syntax in {settings_dir()}/local.yaml or mahavishnu.yaml.",
+            fields=fields,
         ) from None
 
 
-@lru_cache(maxsize=1)
-def cached_settings() -> Settings:
-    return load_settings()
+def _model_name(annotation: Any) -> str | None:
+    return annotation.__name__ if isinstance(annotation, type) else None

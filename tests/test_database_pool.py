@@ -60,6 +60,16 @@ async def test_codec_found_where_a_server_keeps_the_extension_in_another_schema(
         await conn.close()
 
 
+def test_percentiles_interpolate_between_samples() -> None:
+    from mahavishnu_assets.database.pool import _percentiles
+
+    assert _percentiles([], 50, 95) == [0.0, 0.0]
+    assert _percentiles([7.0], 50, 95) == [7.0, 7.0]
+    assert _percentiles([float(v) for v in range(101)], 50, 95, 99) == [50.0, 95.0, 99.0]
+    assert _percentiles([1.0, 2.0], 50) == [1.5]
+    assert _percentiles([4.0, 1.0, 3.0, 2.0], 95) == [pytest.approx(3.85)]
+
+
 async def test_health_and_statistics(db: Database) -> None:
     report = await db.health_check()
     assert report.healthy and report.server_version and report.server_version.startswith("18")

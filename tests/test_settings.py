@@ -134,3 +134,52 @@ def test_a_settings_file_that_is_not_a_mapping_is_refused(settings_dir: Path) ->
     write(settings_dir, "local.yaml", "- a\n- b\n")
     with pytest.raises(ConfigurationError, match="must hold a mapping"):
         load_settings()
+
+
+def test_a_whole_group_given_as_bad_json_names_its_variable(
+    settings_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAHAVISHNU_INGEST__NIGHTLY_CRON", "0 4 * * *")  # a string: no JSON needed
+    monkeypatch.setenv("MAHAVISHNU_INGEST", "chunk_lines=3")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert info.value.message == "Environment variable MAHAVISHNU_INGEST must be JSON for this setting"
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line_but_never_quotes_it(settings_dir: Path) -> None:
+    write(settings_dir, "mahavishnu.yaml", "embed_model: a\n")
+    write(settings_dir, "local.yaml", 'postgres:\n  password: "hunter2-secret\n  port: 1\n')
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    err = info.value.to_dict()
+    assert err["message"].startswith(f"{settings_dir / 'local.yaml'} is not valid YAML at line ")
+    assert "hunter2" not in str(err)
+
+
+def test_a_bad_ollama_host_names_the_clients_variable(
+    settings_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "ftp://10.0.0.5")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert "ollama.host" in info.value.message
+    assert "(from environment variable OLLAMA_HOST)" in info.value.message
+    # Our own variable wins over the client's, as any MAHAVISHNU_* setting over a default.
+    monkeypatch.setenv("MAHAVISHNU_OLLAMA__HOST", "10.0.0.6:1")
+    assert load_settings().ollama.host == "http://10.0.0.6:1"
+
+
+def test_a_bad_argument_is_named_as_such(settings_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(settings_dir, "local.yaml", "postgres:\n  port: 5433\n")
+    monkeypatch.setenv("MAHAVISHNU_POSTGRES__PORT", "5434")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(postgres={"port": "x"})
+    assert "postgres.port" in info.value.message and "(from arguments)" in info.value.message
+
+
+def test_a_password_from_a_settings_file_stays_secret(settings_dir: Path) -> None:
+    write(settings_dir, "local.yaml", "postgres:\n  host: db\n  password: file-Pa55\n")
+    s = load_settings()
+    assert s.postgres.password is not None and s.postgres.password.get_secret_value() == "file-Pa55"
+    assert "file-Pa55" not in repr(s) and "file-Pa55" not in s.model_dump_json()
+    assert not s.uses_embedded_server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -12,9 +13,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import asyncpg
-from pgvector import Vector
 
 from mahavishnu_assets.database.target import ConnectTarget
+from mahavishnu_assets.database.vectors import register_vector_codec
 from mahavishnu_assets.errors import (
     DatabaseMissingError,
     DatabaseUnavailableError,
@@ -111,36 +112,11 @@ class _Counters:
         self.in_use = value
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await _register_vector(conn)
+async def _init_connection(conn: asyncpg.Connection, vector_schema: str | None = None) -> str | None:
+    """Codecs every connection gets; returns the vector extension's schema for the next connection."""
+    schema = await register_vector_codec(conn, vector_schema)
     await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog")
-
-
-async def _register_vector(conn: asyncpg.Connection) -> None:
-    """Binary `vector` values. Only `vector` crosses the wire: queries cast to `halfvec` in the server.
-
-    The codec needs the extension; before the first migration there is none, and after it the pool is expired
-    so every new connection registers it. One query where the extension lives in `public`, as our migration
-    puts it; a server that keeps it in another schema on the search path costs two more."""
-    try:
-        await conn.set_type_codec("vector", schema="public", **_VECTOR_CODEC)
-        return
-    except ValueError as exc:
-        if not str(exc).startswith("unknown type"):
-            raise
-    schema = await conn.fetchval(
-        """SELECT n.nspname FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-           WHERE t.oid = to_regtype('vector')"""
-    )
-    if schema is not None:
-        await conn.set_type_codec("vector", schema=schema, **_VECTOR_CODEC)
-
-
-_VECTOR_CODEC: dict[str, Any] = {
-    "encoder": lambda v: (v if isinstance(v, Vector) else Vector(v)).to_binary(),
-    "decoder": Vector.from_binary,
-    "format": "binary",
-}
+    return schema
 
 
 def _json_dumps(value: Any) -> str:
@@ -155,12 +131,12 @@ def _json_loads(value: str) -> Any:
     return json.loads(value)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+def _percentiles(values: list[float], *percents: int) -> list[float]:
+    """The given percentiles (0-100) of the values, interpolated between samples; 0.0 for no samples."""
+    if len(values) < 2:
+        return [values[0] if values else 0.0] * len(percents)
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return [cuts[p - 1] for p in percents]
 
 
 def connection_error(target: ConnectTarget, exc: BaseException) -> DatabaseUnavailableError:
@@ -203,6 +179,8 @@ class Database:
         self._last_check: float | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()
+        # Where the vector extension lives, found by the first connection that sees it.
+        self._vector_schema: str | None = None
 
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> Database:
@@ -220,11 +198,14 @@ class Database:
                 max_size=cfg.max_size,
                 timeout=cfg.connect_timeout,
                 command_timeout=cfg.command_timeout,
-                init=_init_connection,
+                init=self._prepare_connection,
                 server_settings={"application_name": cfg.application_name},
             )
         except Exception as exc:
             raise connection_error(self.target, exc) from None
+
+    async def _prepare_connection(self, conn: asyncpg.Connection) -> None:
+        self._vector_schema = await _init_connection(conn, self._vector_schema)
 
     async def adjust_pool_size(
         self, *, min_size: int | None = None, max_size: int | None = None
@@ -387,8 +368,9 @@ class Database:
         pool = self._pool
         size = pool.get_size() if pool else 0
         idle = pool.get_idle_size() if pool else 0
-        samples = list(c.acquire_ms)
+        acquire_p50, acquire_p95 = _percentiles(list(c.acquire_ms), 50, 95)
         waits = list(c.wait_ms)
+        (wait_p95,) = _percentiles(waits, 95)
         now = time.monotonic()
         busy = c.busy_seconds + c.in_use * (now - c.last_change)
         open_seconds = max(now - c.opened_at, 1e-9)
@@ -402,14 +384,14 @@ class Database:
             waits=c.waits,
             waiting_now=c.waiting_now,
             peak_in_use=c.peak_in_use,
-            acquire_p50_ms=round(_percentile(samples, 0.50), 3),
-            acquire_p95_ms=round(_percentile(samples, 0.95), 3),
+            acquire_p50_ms=round(acquire_p50, 3),
+            acquire_p95_ms=round(acquire_p95, 3),
             failures=c.failures,
             healthy=self._healthy,
             last_health_check_age_seconds=None
             if self._last_check is None
             else round(time.monotonic() - self._last_check, 3),
-            wait_p95_ms=round(_percentile(waits, 0.95), 3),
+            wait_p95_ms=round(wait_p95, 3),
             wait_max_ms=round(max(waits, default=0.0), 3),
             utilisation=round(c.in_use / self.config.max_size, 4),
             avg_utilisation=round(busy / (open_seconds * self.config.max_size), 4),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
 from mahavishnu_assets.errors import ConfigurationError
@@ -66,32 +67,44 @@ class ConnectTarget:
         return (self.password.get_secret_value(),) if self.password is not None else ()
 
 
+_URL_FORM = (
+    "Use postgresql://USER:PASSWORD@HOST:PORT/DATABASE, with special characters percent-encoded (@ as %40)."
+)
+# What the URL's own parts become; every other parameter (sslmode, ...) is kept in `options`.
+_PARTS = ("host", "port", "dbname", "user", "password")
+
+
 def target_from_url(url: SecretStr) -> ConnectTarget:
-    raw = url.get_secret_value()
-    try:
-        parts = urlsplit(raw)
-        port = parts.port or 5432
-    except ValueError:
+    """Parse a postgresql:// URL as libpq does (psycopg.conninfo); no error ever shows the URL or its parts."""
+    scheme, separator, rest = url.get_secret_value().partition("://")
+    if not separator or scheme.lower() not in ("postgres", "postgresql"):
         raise ConfigurationError(
-            "MAHAVISHNU_DATABASE_URL is not a valid PostgreSQL URL",
-            suggestion="Use postgresql://USER:PASSWORD@HOST:PORT/DATABASE.",
-        ) from None
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise ConfigurationError(
-            "MAHAVISHNU_DATABASE_URL must start with postgresql://",
-            suggestion="Use postgresql://USER:PASSWORD@HOST:PORT/DATABASE.",
+            "MAHAVISHNU_DATABASE_URL must start with postgresql://", suggestion=_URL_FORM
         )
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    host = query.pop("host", None) or parts.hostname or "localhost"
-    if "port" in query:
-        port = int(query.pop("port"))
-    password = SecretStr(unquote(parts.password)) if parts.password else None
+    try:
+        # libpq reads the scheme in lower case only.
+        params = conninfo_to_dict(f"postgresql://{rest}")
+    except psycopg.ProgrammingError:
+        # Not libpq's message: it quotes the part it could not read, which may be the password.
+        raise ConfigurationError(
+            "MAHAVISHNU_DATABASE_URL is not a valid PostgreSQL URL (a bad percent-encoding or an unknown "
+            "query parameter)",
+            suggestion=_URL_FORM,
+        ) from None
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or 5432)
+    # An unencoded @ in the password leaves the rest of it in the host.
+    if "@" in host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ConfigurationError(
+            "MAHAVISHNU_DATABASE_URL is not a valid PostgreSQL URL", suggestion=_URL_FORM
+        )
+    password = params.get("password")
     return ConnectTarget(
         host=host,
-        port=port,
-        database=unquote(parts.path.lstrip("/")) or "postgres",
-        user=unquote(parts.username or "postgres"),
-        password=password,
+        port=int(port),
+        database=str(params.get("dbname") or "postgres"),
+        user=str(params.get("user") or "postgres"),
+        password=SecretStr(str(password)) if password else None,
         kind="external",
-        options=query,
+        options={k: str(v) for k, v in params.items() if k not in _PARTS},
     )

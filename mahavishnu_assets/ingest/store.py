@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from mahavishnu_assets.database.vectors import register_vector_codec
 from mahavishnu_assets.errors import IngestError
 
 logger = logging.getLogger(__name__)
@@ -117,15 +118,6 @@ class MissingEmbeddingsError(Exception):
         self.hashes = hashes
 
 
-def _encode_vector(value: Any) -> bytes:
-    """pgvector's binary encoder, letting vectors already in wire format (bytes) through untouched."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    from pgvector import Vector
-
-    return (value if isinstance(value, Vector) else Vector(value)).to_binary()
-
-
 def vector_wire(matrix: Any) -> list[bytes]:
     """Rows of a big-endian float32 matrix in pgvector's binary format (dimensions, 0, values)."""
     import struct
@@ -135,12 +127,9 @@ def vector_wire(matrix: Any) -> list[bytes]:
 
 
 async def accept_wire_vectors(conn: asyncpg.Connection) -> None:
-    """Let this connection take vectors already encoded (see vector_wire); other values encode as before."""
-    from pgvector import Vector
-
-    await conn.set_type_codec(
-        "vector", schema="public", encoder=_encode_vector, decoder=Vector.from_binary, format="binary"
-    )
+    """Let this connection take vectors already encoded (see vector_wire), in the extension's own schema.
+    A pool connection has the same codec already (database/vectors.py); a plain one gets it here."""
+    await register_vector_codec(conn)
 
 
 def lock_key(repo_name: str) -> int:

@@ -506,38 +506,3 @@ async def status_extension(settings: Settings, db: Database) -> dict[str, Any]:
         "pool": await get_extended_pool_stats(db, settings),
         "recommendations": await get_pool_recommendations(db, settings),
     }
-
-
-class PoolMonitor:
-    """The monitoring functions bound to one pool and its settings."""
-
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
-        self.settings = settings
-
-    async def get_pool_stats(self) -> dict[str, Any]:
-        return await get_pool_stats(self.db)
-
-    async def get_extended_pool_stats(self) -> dict[str, Any]:
-        return await get_extended_pool_stats(self.db, self.settings)
-
-    async def adjust_pool_size(
-        self, *, min_size: int | None = None, max_size: int | None = None
-    ) -> dict[str, Any]:
-        return await adjust_pool_size(self.db, min_size=min_size, max_size=max_size)
-
-    async def get_connection_diagnostics(self) -> dict[str, Any]:
-        return await get_connection_diagnostics(self.db)
-
-    async def terminate_idle_connections(
-        self, *, idle_seconds: float | None = None, include_idle_in_transaction: bool = False
-    ) -> dict[str, Any]:
-        return await terminate_idle_connections(
-            self.db,
-            idle_seconds=idle_seconds,
-            settings=self.settings,
-            include_idle_in_transaction=include_idle_in_transaction,
-        )
-
-    async def get_pool_recommendations(self) -> list[dict[str, Any]]:
-        return await get_pool_recommendations(self.db, self.settings)
