@@ -155,17 +155,17 @@ _DERIVE: dict[str, Callable[[str], list[str]]] = {
 }
 
 
-def derive_query(content: str, rng: np.random.Generator) -> tuple[str, str] | None:
-    """(kind, text) of one query a user might type to find this chunk, or None when it offers none.
+def derive_query(
+    content: str, rng: np.random.Generator, kinds: Sequence[str] = TUNE_KINDS
+) -> tuple[str, str] | None:
+    """(kind, text) of one query a user might type to find this chunk, or None when it offers none of `kinds`.
 
-    The kind is drawn first and falls back to the others in a drawn order, so every kind a chunk offers is
-    represented in proportion, not only the easiest one."""
-    order = [TUNE_KINDS[int(i)] for i in rng.permutation(len(TUNE_KINDS))]
-    for kind in order:
-        options = _DERIVE[kind](content)
-        if options:
-            return kind, options[int(rng.integers(len(options)))]
-    return None
+    The kind is drawn among those the chunk offers, then the text among the chunk's options of that kind."""
+    offered = [(kind, options) for kind in kinds if (options := _DERIVE[kind](content))]
+    if not offered:
+        return None
+    kind, options = offered[int(rng.integers(len(offered)))]
+    return kind, options[int(rng.integers(len(options)))]
 
 
 def longest_line(content: str) -> str | None:
@@ -182,22 +182,25 @@ async def sampled_chunks(
     conn: asyncpg.Connection, space_id: int, count: int, *, seed: int, exclude: Sequence[bytes] = ()
 ) -> list[tuple[bytes, str]]:
     """(content hash, content) of `count` chunks of the space, in an order fixed by `seed` (a hash of the
-    content hash: uniform over distinct chunks, the same on every run over the same data)."""
+    content hash: uniform over distinct chunks, the same on every run over the same data), none in `exclude`."""
+    skip = set(exclude)
+    # Excluded chunks are dropped here rather than in SQL: comparing every row with a long array costs more
+    # than reading as many rows again.
     rows = await conn.fetch(
         """SELECT e.content_hash,
                   (SELECT c.content FROM mahavishnu.chunks c WHERE c.content_hash = e.content_hash LIMIT 1)
                       AS content
              FROM mahavishnu.embeddings e
-            WHERE e.space_id = $1 AND NOT (e.content_hash = ANY($4::bytea[]))
+            WHERE e.space_id = $1
               AND EXISTS (SELECT 1 FROM mahavishnu.chunks c WHERE c.content_hash = e.content_hash)
             ORDER BY sha256(e.content_hash || $2::bytea), e.content_hash
             LIMIT $3""",
         int(space_id),
         _seed_bytes(seed),
-        int(count),
-        list(exclude),
+        int(count) + len(skip),
     )
-    return [(r["content_hash"], r["content"]) for r in rows if r["content"] is not None]
+    out = [(r["content_hash"], r["content"]) for r in rows if r["content_hash"] not in skip]
+    return [(digest, content) for digest, content in out[:count] if content is not None]
 
 
 def _log_half(text: str, seed: int) -> int:
@@ -225,16 +228,34 @@ async def tuning_texts(
     rng = np.random.default_rng(seed)
     used: list[bytes] = []
     seen = set(texts)
-    for digest, content in await sampled_chunks(conn, space_id, wanted * OVERSAMPLE, seed=seed):
-        if len(texts) >= count:
-            break
-        found = derive_query(content, rng)
+    # Each kind gets an equal share: every chunk offers an identifier but few a comment, and drawing freely
+    # would fill the sample with identifiers (the hardest queries for an index) and bias the figure low.
+    quota = -(-wanted // len(TUNE_KINDS))
+    filled = dict.fromkeys(TUNE_KINDS, 0)
+    spare: list[tuple[bytes, str]] = []
+
+    def take(digest: bytes, content: str, open_kinds: Sequence[str]) -> bool:
+        found = derive_query(content, rng, open_kinds)
         if found is None or found[1] in seen:
-            continue
+            return False
         seen.add(found[1])
         kinds.append(found[0])
         texts.append(found[1])
         used.append(digest)
+        filled[found[0]] += 1
+        return True
+
+    for digest, content in await sampled_chunks(conn, space_id, wanted * OVERSAMPLE, seed=seed):
+        if len(texts) >= count:
+            break
+        open_kinds = [k for k in TUNE_KINDS if filled[k] < quota]
+        if not take(digest, content, open_kinds):
+            spare.append((digest, content))
+    # A corpus short of one kind (few comments) fills the rest with the others, from the chunks passed over.
+    for digest, content in spare:
+        if len(texts) >= count:
+            break
+        take(digest, content, TUNE_KINDS)
     return QuerySample(texts, kinds, chunks=frozenset(used))
 
 
