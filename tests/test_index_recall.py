@@ -117,6 +117,15 @@ def test_derived_queries_are_deterministic_and_cover_every_kind() -> None:
             assert found[1] in SOURCE
 
 
+def test_a_row_tied_with_the_last_true_neighbour_counts_as_found() -> None:
+    truth = [measure.Neighbours([b"a", b"b", b"c"], [0.1, 0.2, 0.5])]
+    tied = [measure.Neighbours([b"a", b"b", b"z"], [0.1, 0.2, 0.5])]  # z is as close as c: equally right
+    farther = [measure.Neighbours([b"a", b"b", b"z"], [0.1, 0.2, 0.5001])]
+    assert measure.recall(truth, tied) == 1.0
+    assert measure.recall(truth, farther) == round(2 / 3, 4)
+    assert measure.recall(truth, [measure.Neighbours([b"c", b"b", b"a"], [0.5, 0.2, 0.1])]) == 1.0
+
+
 # -- the query log ------------------------------------------------------------------------------------------
 
 
