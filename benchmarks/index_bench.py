@@ -110,7 +110,7 @@ async def main(rows: int, dims: int, n_queries: int) -> dict[str, Any]:
                         measure.recall(truth, found),
                         latency,
                         exact.qps,
-                        f"tuned to 0.95 (95% confidence) on its own 100 sample queries (recall there {report['recall_at_10']})",
+                        f"tuned to 0.95 (95% confidence) on its own sample queries (stored vectors: synthetic data has no embedder; recall there {report['recall_at_10']})",
                     )
                 )
                 if index_settings.get("lists_rule") != "sqrt":

@@ -146,8 +146,13 @@ class IndexSettings(BaseModel):
     hnsw_m: int = Field(default=16, ge=2, le=100)
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
     drift_factor: float = Field(default=2.0, gt=1)
-    recall_sample_queries: int = Field(default=100, ge=1)
+    # Tuning queries, and as many held-out ones (fewer make the two figures disagree by chance alone).
+    recall_sample_queries: int = Field(default=200, ge=1)
     max_maintenance_work_mem_mb: int = Field(default=2048, ge=64)
+    # Vector and hybrid searches log their query text so the tuner measures recall on real queries; the newest
+    # query_log_size per space are kept. query_log=false logs nothing.
+    query_log: bool = True
+    query_log_size: int = Field(default=1000, ge=0, le=100_000)
 
 
 class MemorySettings(BaseModel):

@@ -108,7 +108,7 @@ async def test_recall_is_computed_against_exact_search(db: Database) -> None:
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     for q, want in zip(queries, truth, strict=True):
         best = np.argsort(-(matrix @ (q / np.linalg.norm(q))))[:10]
-        assert {hashes[i] for i in best} == set(want)
+        assert {hashes[i] for i in best} == set(want.hashes)
     assert measure_module.recall(truth, all_probes) == 1.0  # probes = lists scans every list
     assert measure_module.recall(truth, one_probe) < 1.0
 

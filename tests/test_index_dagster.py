@@ -21,10 +21,11 @@ from mahavishnu_assets.defs.index import (
     ann_index_present_and_valid,
     ann_recall_meets_target,
 )
-from mahavishnu_assets.defs.resources import PostgresResource
+from mahavishnu_assets.defs.resources import OllamaResource, PostgresResource
 from mahavishnu_assets.index.synthetic import synthetic_corpus
 
 ASSETS = [ann_index, ann_recall_meets_target, ann_index_present_and_valid]
+RESOURCES = {"postgres": PostgresResource(), "ollama": OllamaResource()}
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def checks(result: object) -> dict[str, bool]:
 
 def test_asset_builds_measures_and_passes_its_checks(index_env: ConnectTarget) -> None:
     space_id = load(index_env)
-    result = materialize(ASSETS, resources={"postgres": PostgresResource()})
+    result = materialize(ASSETS, resources=RESOURCES)
     assert result.success
     meta = result.asset_materializations_for_node("ann_index")[0].metadata
     assert meta["method"].value == "ivfflat" and meta["lists"].value == 1
@@ -85,7 +86,7 @@ def test_asset_builds_measures_and_passes_its_checks(index_env: ConnectTarget) -
 
 
 def test_empty_database_is_fine(index_env: ConnectTarget) -> None:
-    result = materialize(ASSETS, resources={"postgres": PostgresResource()})
+    result = materialize(ASSETS, resources=RESOURCES)
     assert result.success
     assert result.asset_materializations_for_node("ann_index")[0].metadata["spaces"].value == 0
     assert all(checks(result).values())
@@ -100,31 +101,27 @@ def test_recall_below_target_fails_the_blocking_check(
     monkeypatch.setenv("MAHAVISHNU_INDEX__LISTS_RULE", "sqrt")  # 39 lists for 1,500 rows
     monkeypatch.setenv("MAHAVISHNU_INDEX__TARGET_RECALL", "0.99")
     monkeypatch.setattr(measure, "candidates", lambda method, params: [1])  # tuning may not go past probes=1
-    result = materialize(ASSETS, resources={"postgres": PostgresResource()}, raise_on_error=False)
+    result = materialize(ASSETS, resources=RESOURCES, raise_on_error=False)
     assert checks(result) == {RECALL_MEETS_TARGET: False, INDEX_PRESENT_AND_VALID: True}
     assert not result.success  # blocking: the run fails with it
 
 
 def test_missing_or_invalid_index_fails_the_blocking_check(index_env: ConnectTarget) -> None:
     load(index_env)
-    assert materialize(ASSETS, resources={"postgres": PostgresResource()}).success
+    assert materialize(ASSETS, resources=RESOURCES).success
     name = sql(index_env, "SELECT index_name FROM mahavishnu.vector_indexes")
     sql(index_env, f"DROP INDEX mahavishnu.{name}")
     only_checks = AssetSelection.checks_for_assets(ann_index)
-    result = materialize(
-        ASSETS, resources={"postgres": PostgresResource()}, selection=only_checks, raise_on_error=False
-    )
+    result = materialize(ASSETS, resources=RESOURCES, selection=only_checks, raise_on_error=False)
     assert checks(result)[INDEX_PRESENT_AND_VALID] is False
     # A leftover INVALID index fails it too, even with a valid one in place.
-    assert materialize(ASSETS, resources={"postgres": PostgresResource()}).success
+    assert materialize(ASSETS, resources=RESOURCES).success
     sql(
         index_env,
         "UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
         "(SELECT oid FROM pg_class WHERE relname = (SELECT index_name FROM mahavishnu.vector_indexes))",
     )
-    result = materialize(
-        ASSETS, resources={"postgres": PostgresResource()}, selection=only_checks, raise_on_error=False
-    )
+    result = materialize(ASSETS, resources=RESOURCES, selection=only_checks, raise_on_error=False)
     assert checks(result)[INDEX_PRESENT_AND_VALID] is False
 
 
@@ -137,5 +134,43 @@ def test_drift_sensor_requests_a_run_only_when_needed(index_env: ConnectTarget) 
     assert isinstance(first, RunRequest) and first.run_key and "@g0" in first.run_key
     again = ann_index_drift_sensor(build_sensor_context(instance=instance))
     assert isinstance(again, RunRequest) and again.run_key == first.run_key  # deterministic: Dagster dedups
-    assert materialize(ASSETS, resources={"postgres": PostgresResource()}).success
+    assert materialize(ASSETS, resources=RESOURCES).success
     assert not isinstance(ann_index_drift_sensor(build_sensor_context(instance=instance)), RunRequest)
+
+
+def test_asset_reports_held_out_recall_and_the_check_uses_it(
+    index_env: ConnectTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import sysconfig
+
+    from mahavishnu_assets.database.pool import Database, PoolConfig
+    from mahavishnu_assets.ingest.pipeline import ingest_repository
+    from mahavishnu_assets.settings import load_settings
+
+    monkeypatch.setenv("MAHAVISHNU_EMBEDDER", "local")
+    monkeypatch.setenv("MAHAVISHNU_INDEX__MIN_ROWS_FOR_INDEX", "100")
+    corpus = tmp_path / "corpus"
+    for name in ("json", "email"):
+        stdlib = Path(sysconfig.get_paths()["stdlib"]) / name
+        shutil.copytree(stdlib, corpus / name, ignore=shutil.ignore_patterns("test*", "__pycache__"))
+
+    async def ingest() -> None:
+        db = await Database(index_env, PoolConfig(min_size=1, max_size=4)).open()
+        try:
+            await ingest_repository(db, load_settings(home=tmp_path / "home"), corpus, name="stdlib")
+        finally:
+            await db.close()
+
+    asyncio.run(ingest())
+    result = materialize(ASSETS, resources=RESOURCES)
+    assert result.success
+    meta = result.asset_materializations_for_node("ann_index")[0].metadata
+    assert meta["recall_queries"].value == "text"
+    assert 0 < meta["heldout_recall_at_10"].value <= 1 and meta["heldout_queries"].value == 20
+    assert checks(result)[RECALL_MEETS_TARGET] is True
+    # Held-out queries falling short of the target fail the blocking check, whatever the tuner's figure.
+    sql(index_env, "UPDATE mahavishnu.vector_indexes SET heldout_recall_at_10 = 0.9, recall_at_10 = 0.99")
+    only_checks = AssetSelection.checks_for_assets(ann_index)
+    result = materialize(ASSETS, resources=RESOURCES, selection=only_checks, raise_on_error=False)
+    assert checks(result)[RECALL_MEETS_TARGET] is False

@@ -79,7 +79,8 @@ async def index(args: argparse.Namespace) -> dict[str, Any]:
 def render_index(result: dict[str, Any]) -> str:
     params = ", ".join(f"{k}={v}" for k, v in result["params"].items()) or "none"
     search = ", ".join(f"{k}={v}" for k, v in result["search_params"].items()) or "none"
-    lines = [
+    lines = [f"note: {n}" for n in result.get("notices", [])]
+    lines += [
         f"space {result['space']}: {result['method']} ({params}) over {result['rows']} rows",
         f"reason: {result['reason']}",
     ]
@@ -88,6 +89,11 @@ def render_index(result: dict[str, Any]) -> str:
             f"recall@10 {result['recall_at_10']} (target {result['target_recall']}) with {search}; "
             f"{result['ann_qps']} QPS vs {result['exact_qps']} exact ({result.get('speedup')}x)"
         )
+        if result.get("heldout_recall_at_10") is not None:
+            lines.append(
+                f"held-out recall@10 {result['heldout_recall_at_10']} on {result['heldout_queries']} "
+                "queries the tuner did not see"
+            )
         if result["built"]:
             lines.append(
                 f"built in {result['build_seconds']}s with maintenance_work_mem={result['maintenance_work_mem']}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -23,8 +23,13 @@ from mahavishnu_assets.index.build import (
 )
 from mahavishnu_assets.index.measure import Measurement, measure
 from mahavishnu_assets.index.plan import IndexPlan, choose_plan, index_name, maintenance_work_mem_mb
+from mahavishnu_assets.index.queries import RecallQueries, embedder_for_space, matches, recall_queries
+from mahavishnu_assets.index.query_log import prune_query_log
 from mahavishnu_assets.index.registry import Space, index_facts, live_indexes, spaces, usable_index
 from mahavishnu_assets.settings import IndexSettings, Settings
+
+if TYPE_CHECKING:
+    from mahavishnu_assets.ingest.embed import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +95,12 @@ async def refresh_space(
     *,
     force: bool = False,
     target_recall: float | None = None,
+    embedder: Embedder | None = None,
 ) -> dict[str, Any]:
-    """Build or rebuild the space's index when needed, then measure recall and tune the search parameter."""
+    """Build or rebuild the space's index when needed, then measure recall and tune the search parameter.
+
+    Recall is measured on query texts embedded through `embedder` when it makes this space's vectors, else
+    through the embedder the settings give for the space (see index/queries.py for the fallback)."""
     cfg = settings.index
     target = target_recall if target_recall is not None else cfg.target_recall
     async with space_lock(db.target, space.id) as conn:
@@ -105,6 +114,8 @@ async def refresh_space(
         decision = decide(plan, facts, usable, cfg, force=force)
         keep = facts["index_name"] if facts and usable else None
         dropped = await drop_unusable(conn, space.id, keep=keep)
+        # Sampled before any build: a space whose embedder cannot be reached fails here, not after an hour.
+        sample = await _recall_sample(conn, settings, space, embedder) if plan.builds else None
         built = None
         generation = int(facts["generation"]) if facts else 0
         name = keep
@@ -139,12 +150,42 @@ async def refresh_space(
             target=target,
             sample=cfg.recall_sample_queries,
             index_name=name if method_now else None,
+            queries=sample.tune if sample else None,
+            heldout=sample.heldout if sample else None,
         )
-        await _record_measurement(conn, space.id, measurement, target)
+        await _record_measurement(conn, space.id, measurement, target, sample)
         facts = await index_facts(conn, space.id)
     return _report(
-        space, plan, decision, facts, dropped, measured=True, built=built is not None, measurement=measurement
+        space,
+        plan,
+        decision,
+        facts,
+        dropped,
+        measured=True,
+        built=built is not None,
+        measurement=measurement,
+        sample=sample,
     )
+
+
+async def _recall_sample(
+    conn: asyncpg.Connection, settings: Settings, space: Space, given: Embedder | None
+) -> RecallQueries:
+    """The tuner's and the held-out query vectors, through the given embedder if it is this space's."""
+    cfg = settings.index
+    await prune_query_log(conn, cfg.query_log_size)
+    if given is not None and matches(given, space):
+        embedder: Embedder | None = given
+        why = ""
+    else:
+        embedder, why = await embedder_for_space(settings, space)
+    try:
+        return await recall_queries(
+            conn, space, cfg.recall_sample_queries, embedder, why_none=why, log_size=cfg.query_log_size
+        )
+    finally:
+        if embedder is not None and embedder is not given:
+            await embedder.aclose()
 
 
 async def _record_build(
@@ -169,7 +210,8 @@ async def _record_build(
                dimensions = EXCLUDED.dimensions, rows_at_build = EXCLUDED.rows_at_build,
                build_seconds = EXCLUDED.build_seconds, maintenance_work_mem = EXCLUDED.maintenance_work_mem,
                target_recall = EXCLUDED.target_recall, built_at = EXCLUDED.built_at,
-               search_param = NULL, search_value = NULL, recall_at_10 = NULL, measured_at = NULL""",
+               search_param = NULL, search_value = NULL, recall_at_10 = NULL, measured_at = NULL,
+               recall_queries = NULL, heldout_recall_at_10 = NULL, heldout_queries = NULL""",
         space.id,
         plan.method,
         name,
@@ -208,13 +250,16 @@ async def _record_exact(
     )
 
 
-async def _record_measurement(conn: asyncpg.Connection, space_id: int, m: Measurement, target: float) -> None:
+async def _record_measurement(
+    conn: asyncpg.Connection, space_id: int, m: Measurement, target: float, sample: RecallQueries | None
+) -> None:
     ann = m.ann
     await conn.execute(
         """UPDATE mahavishnu.vector_indexes SET
                search_param = $2, search_value = $3, recall_at_10 = $4, sample_queries = $5,
                exact_p50_ms = $6, exact_p99_ms = $7, exact_qps = $8,
-               ann_p50_ms = $9, ann_p99_ms = $10, ann_qps = $11, target_recall = $12, measured_at = now()
+               ann_p50_ms = $9, ann_p99_ms = $10, ann_qps = $11, target_recall = $12, measured_at = now(),
+               recall_queries = $13, heldout_recall_at_10 = $14, heldout_queries = $15
            WHERE space_id = $1""",
         space_id,
         m.search_param,
@@ -228,6 +273,9 @@ async def _record_measurement(conn: asyncpg.Connection, space_id: int, m: Measur
         ann.p99_ms if ann else None,
         ann.qps if ann else None,
         target,
+        sample.source if sample else None,
+        m.heldout_recall_at_10,
+        m.heldout_queries or None,
     )
 
 
@@ -241,6 +289,7 @@ def _report(
     measured: bool,
     built: bool = False,
     measurement: Measurement | None = None,
+    sample: RecallQueries | None = None,
 ) -> dict[str, Any]:
     f = facts or {}
     method = f.get("method") or "exact"
@@ -262,6 +311,10 @@ def _report(
         "maintenance_work_mem": f.get("maintenance_work_mem"),
         "target_recall": f.get("target_recall"),
         "recall_at_10": f.get("recall_at_10") if method != "exact" else 1.0,
+        # Recall at the tuned setting on queries the tuner never saw: the check of the figure above.
+        "heldout_recall_at_10": f.get("heldout_recall_at_10") if method != "exact" else None,
+        "heldout_queries": f.get("heldout_queries"),
+        "recall_queries": f.get("recall_queries"),
         "search_params": {f["search_param"]: f["search_value"]} if f.get("search_param") else {},
         "exact_p50_ms": f.get("exact_p50_ms"),
         "exact_p99_ms": f.get("exact_p99_ms"),
@@ -276,6 +329,8 @@ def _report(
     if measurement is not None:
         out["speedup"] = measurement.speedup
         out["tried"] = [{"value": v, "recall": r, "recall_lower_bound": lb} for v, r, lb in measurement.tried]
+    out["query_kinds"] = {"tune": sample.tune_kinds, "heldout": sample.heldout_kinds} if sample else {}
+    out["notices"] = list(sample.notices) if sample else []
     return out
 
 
@@ -323,7 +378,16 @@ async def rebuild_drifted_indexes(db: Database, settings: Settings) -> list[dict
 
 
 def _brief(report: dict[str, Any]) -> dict[str, Any]:
-    keys = ("index", "method", "params", "rows", "recall_at_10", "search_params", "build_seconds")
+    keys = (
+        "index",
+        "method",
+        "params",
+        "rows",
+        "recall_at_10",
+        "heldout_recall_at_10",
+        "search_params",
+        "build_seconds",
+    )
     return {k: report[k] for k in keys}
 
 
@@ -349,6 +413,8 @@ async def index_status(db: Database) -> list[dict[str, Any]]:
                 "rows": counts.get(f["space_id"], 0),
                 "rows_at_build": f["rows_at_build"],
                 "recall_at_10": f["recall_at_10"],
+                "heldout_recall_at_10": f["heldout_recall_at_10"],
+                "recall_queries": f["recall_queries"],
                 "target_recall": f["target_recall"],
                 "search_params": {f["search_param"]: f["search_value"]} if f["search_param"] else {},
                 "ann_qps": f["ann_qps"],

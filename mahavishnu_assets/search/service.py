@@ -13,6 +13,7 @@ import asyncpg
 
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.errors import SearchError
+from mahavishnu_assets.index.query_log import record_query
 from mahavishnu_assets.ingest.embed import Embedder, make_embedder
 from mahavishnu_assets.search.core import MODES, SearchResult, search
 from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
@@ -95,6 +96,8 @@ async def search_text(
     result: SearchResult = await search(
         db, mode=mode, text=query, vector=vector, space_id=space_id, k=k, filters=filters, exact=exact
     )
+    # The ANN tuner measures recall on the queries users run (index.query_log=false: nothing is kept).
+    await record_query(db, settings, space_id, mode, query)
     out = {"query": query, "k": k, "space": space, **result.to_dict()}
     out["notices"] = notices + out["notices"]
     return out
