@@ -149,29 +149,6 @@ async def test_an_answer_that_is_not_an_embedding_response_stops_without_retryin
         await embedder.aclose()
 
 
-@pytest.mark.parametrize("fault", [{}, {"non_finite": True}])
-async def test_the_client_decodes_answers_as_the_official_client_does(stub: OllamaStub, fault: dict) -> None:
-    """Our client decodes with orjson, falling back to the standard decoder for what orjson refuses (NaN)."""
-    import ollama
-
-    from mahavishnu_assets.ingest.ollama_client import AsyncClient
-
-    ours, official = AsyncClient(host=stub.url), ollama.AsyncClient(host=stub.url)
-    try:
-        stub.configure(**fault)
-        texts = ["def f(): pass", "ünïcode ✓", "x" * 3000]
-        mine = await ours.embed(model="nomic-embed-text", input=texts)
-        theirs = await official.embed(model="nomic-embed-text", input=texts)
-        assert type(mine) is type(theirs)
-        assert np.array_equal(np.asarray(mine.embeddings), np.asarray(theirs.embeddings), equal_nan=True)
-        assert mine.model_dump(exclude={"embeddings"}) == theirs.model_dump(exclude={"embeddings"})
-        assert len(mine.embeddings) == 3 and len(mine.embeddings[0]) == DIMENSIONS
-    finally:
-        stub.configure(non_finite=False)
-        await ours._client.aclose()
-        await official._client.aclose()
-
-
 async def test_a_hanging_server_times_out(stub: OllamaStub) -> None:
     embedder = embedder_for(stub, timeout_seconds=0.2, max_retries=1, dimensions=DIMENSIONS)
     try:

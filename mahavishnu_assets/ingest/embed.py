@@ -93,7 +93,7 @@ class EmbedStats:
 def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> Any:
     """Count, size and finiteness of returned vectors as one float32 matrix; a mismatch rejects the batch.
 
-    `vectors` are lists, or one matrix when ollama_client decoded a well-formed answer straight into it."""
+    `vectors` are lists (as the client decodes them) or one matrix."""
     import numpy as np
 
     matrix = isinstance(vectors, np.ndarray) and vectors.ndim == 2
@@ -188,24 +188,24 @@ class OllamaEmbedder:
         self.model = options.model
         self.key = SpaceKey(OLLAMA_PROVIDER, normalize_model_name(options.model), options.dimensions or 0)
         self.stats = EmbedStats()
-        self._client: Any = None
+        self._ollama: Any = None
         self._semaphore: asyncio.Semaphore | None = None
         self._probe_lock: asyncio.Lock | None = None
 
     # -- plumbing ------------------------------------------------------------
-    def _ensure_client(self) -> Any:
-        if self._client is None:
-            from mahavishnu_assets.ingest.ollama_client import AsyncClient
+    def _connect(self) -> Any:
+        if self._ollama is None:
+            from mahavishnu_assets.ingest.ollama_client import make_client
 
-            self._client = AsyncClient(host=self.options.host, timeout=self.options.timeout_seconds)
+            self._ollama = make_client(self.options.host, self.options.timeout_seconds)
             self._semaphore = asyncio.Semaphore(self.options.concurrency)
             self._probe_lock = asyncio.Lock()
-        return self._client
+        return self._ollama
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
+        client, self._ollama = self._ollama, None
         if client is not None:
-            await client._client.aclose()
+            await client.close()
 
     def _prepare(self, text: str) -> str:
         # Ollama truncates to the model's context itself (truncate=True); the character cap keeps requests
@@ -214,12 +214,12 @@ class OllamaEmbedder:
         return text if text.strip() else "(empty)"
 
     # -- one request ---------------------------------------------------------
-    async def _request(self, texts: list[str]) -> Any:
+    async def _call(self, texts: list[str]) -> Any:
         """One /api/embed call with retries on transient failures; returns the raw embeddings."""
         import httpx
         import ollama
 
-        client = self._ensure_client()
+        client = self._connect()
         assert self._semaphore is not None
         attempt = 0
         while True:
@@ -252,14 +252,10 @@ class OllamaEmbedder:
                 error = exc
                 reason = f"{exc.__class__.__name__}: {str(exc)[:200] or 'no detail'}"
             except ValueError as exc:
-                if not _not_an_embed_answer(exc):
+                answer_error = self._answer_error(exc)
+                if answer_error is None:
                     raise
-                # Undecodable JSON, or JSON without embeddings: not Ollama, so asking again will not help.
-                raise EmbeddingError(
-                    f"{self.options.host} answered /api/embed with something that is not an embedding response "
-                    f"({exc.__class__.__name__}); nothing of this batch was written",
-                    suggestion="Check that OLLAMA_HOST (ollama.host) points at an Ollama server.",
-                ) from None
+                raise answer_error from None
             if attempt >= self.options.max_retries:
                 raise EmbeddingError(
                     f"Ollama at {self.options.host} failed {attempt + 1} times for model {self.model!r} "
@@ -279,6 +275,29 @@ class OllamaEmbedder:
             )
             await asyncio.sleep(delay)
 
+    def _answer_error(self, exc: ValueError) -> EmbeddingError | None:
+        """What an answer that does not decode into an EmbedResponse means (asking again will not help); None
+        when the error is not about the answer (a text the client could not even encode, say)."""
+        from json import JSONDecodeError
+
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError) and exc.title == "EmbedResponse":
+            problems = exc.errors()
+            if problems and all(e["loc"][:1] == ("embeddings",) and len(e["loc"]) == 3 for e in problems):
+                # Every complaint is about a value inside a vector: an answer of the right shape, wrong numbers.
+                return EmbeddingMismatchError(
+                    f"Ollama model {self.model!r} returned vectors with non-numeric values; nothing of this "
+                    "batch was written",
+                )
+        elif not isinstance(exc, JSONDecodeError):
+            return None
+        return EmbeddingError(
+            f"{self.options.host} answered /api/embed with something that is not an embedding response "
+            f"({exc.__class__.__name__}); nothing of this batch was written",
+            suggestion="Check that OLLAMA_HOST (ollama.host) points at an Ollama server.",
+        )
+
     def _model_error(self, exc: Any) -> EmbeddingError:
         if exc.status_code == 404:
             return EmbeddingError(
@@ -295,7 +314,7 @@ class OllamaEmbedder:
         import ollama
 
         try:
-            raw = await self._request(texts)
+            raw = await self._call(texts)
         except ollama.ResponseError as exc:
             if exc.status_code not in _INPUT_STATUSES:
                 raise self._model_error(exc) from None
@@ -330,7 +349,7 @@ class OllamaEmbedder:
 
     async def probe(self) -> SpaceKey:
         """Learn the model's dimensions with one tiny request (once)."""
-        self._ensure_client()
+        self._connect()
         assert self._probe_lock is not None
         async with self._probe_lock:
             if self.key.dimensions:
@@ -339,7 +358,7 @@ class OllamaEmbedder:
             import ollama
 
             try:
-                raw = await self._request([PROBE_TEXT])
+                raw = await self._call([PROBE_TEXT])
             except ollama.ResponseError as exc:
                 raise self._model_error(exc) from None
             if not isinstance(raw, list | tuple | np.ndarray) or len(raw) != 1 or not len(raw[0]):
@@ -390,18 +409,6 @@ def ollama_options(settings: Settings) -> OllamaOptions:
         max_retries=o.max_retries,
         retry_backoff_seconds=o.retry_backoff_seconds,
         max_input_chars=o.max_input_chars,
-    )
-
-
-def _not_an_embed_answer(exc: ValueError) -> bool:
-    """Whether the server's answer was not JSON or not an embed response (a text the client could not even
-    encode is another matter, and not the server's fault)."""
-    from json import JSONDecodeError
-
-    from pydantic import ValidationError
-
-    return isinstance(exc, JSONDecodeError) or (
-        isinstance(exc, ValidationError) and exc.title == "EmbedResponse"
     )
 
 
