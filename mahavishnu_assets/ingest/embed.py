@@ -1,12 +1,15 @@
-"""Embedders (Ollama through its official client, and an offline local one) and their embedding spaces.
+"""Embedders (Ollama through its official client; offline ones in `local_embed`) and their embedding spaces.
 
-Every vector belongs to a space `(provider, model, dimensions)`; vectors of different spaces are never mixed.
-Call `await embedder.probe()` once before reading `embedder.key`: an Ollama model's size is learnt from it.
+Every vector belongs to a space `(provider, model, dimensions, document prefix, query prefix)`; vectors of
+different spaces are never mixed. `embed` turns documents into vectors, `embed_queries` search queries (with
+the model's query prefix). Call `await embedder.probe()` once before reading `embedder.key`: an Ollama
+model's size is learnt from it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass, field
@@ -22,7 +25,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LOCAL_PROVIDER = "local"
-LOCAL_MODEL = "hashing-v1"
 OLLAMA_PROVIDER = "ollama"
 PROBE_TEXT = "mahavishnu embedding dimension probe"
 # HTTP statuses that blame the input rather than the server or the model: a batch is split to find the culprit.
@@ -36,9 +38,18 @@ class SpaceKey:
     provider: str
     model: str
     dimensions: int
+    # Put before every document / query the model embeds (its card's instructions): part of the space, since
+    # they change every vector.
+    document_prefix: str = ""
+    query_prefix: str = ""
 
     def describe(self) -> str:
+        # The prefixes are left out: as the model card's they say nothing new, and this text is shown in every
+        # report (`embedding_space`).
         return f"{self.provider}:{self.model}/{self.dimensions}"
+
+    def sized(self, dimensions: int) -> SpaceKey:
+        return dataclasses.replace(self, dimensions=dimensions)
 
 
 class EmbeddingRejectedError(EmbeddingError):
@@ -62,10 +73,16 @@ class Embedder(Protocol):
 
     async def probe(self) -> SpaceKey: ...
 
+    # Documents (with the space's document prefix).
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
 
-    # float32 numpy vectors in input order, None for an input the server refuses even alone.
+    # Documents as float32 numpy vectors in input order, None for an input the server refuses even alone.
     async def embed_partial(self, texts: list[str]) -> list[Any]: ...
+
+    # Search queries (with the space's query prefix).
+    async def embed_queries(self, texts: list[str]) -> list[list[float]]: ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
 
     async def aclose(self) -> None: ...
 
@@ -127,37 +144,6 @@ def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> Any:
     return checked
 
 
-class LocalEmbedder:
-    """Offline, deterministic, no server: word-hash vectors in their own space (provider `local`)."""
-
-    def __init__(self, dimensions: int = 384, *, announcement: str | None = None) -> None:
-        from mahavishnu_assets.ingest.hashing import HashingVectorizer
-
-        self.key = SpaceKey(LOCAL_PROVIDER, LOCAL_MODEL, dimensions)
-        self.announcement = announcement
-        self.stats = EmbedStats()
-        self._vectorizer = HashingVectorizer(dimensions)
-
-    async def probe(self) -> SpaceKey:
-        return self.key
-
-    async def embed_partial(self, texts: list[str]) -> list[Any]:
-        out: list[Any] = []
-        for start in range(0, len(texts), 256):
-            out.extend(self._vectorizer.vector(t) for t in texts[start : start + 256])
-            # Hashing is CPU work: let database tasks of the same loop run between slices.
-            await asyncio.sleep(0)
-        self.stats.requests += 1
-        self.stats.texts += len(texts)
-        return out
-
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        return [v.tolist() for v in await self.embed_partial(texts)]
-
-    async def aclose(self) -> None:
-        return None
-
-
 @dataclass
 class OllamaOptions:
     host: str
@@ -170,6 +156,9 @@ class OllamaOptions:
     max_input_chars: int = 8000
     dimensions: int | None = None  # known in advance (or learnt by probe)
     keep_alive: str | None = None
+    # None: the model card's (ingest/model_prefixes.py); "" for none.
+    document_prefix: str | None = None
+    query_prefix: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -179,14 +168,24 @@ class OllamaEmbedder:
     Batches run with bounded concurrency; timeouts, 5xx and connection errors are retried with exponential
     backoff; a 4xx is never retried, but a batch refused for its input is split in halves until the one bad
     input is isolated (reported through `embed_partial`). Returned vectors are checked for count, size and
-    finiteness: a mismatch raises `EmbeddingMismatchError` and nothing of that batch is returned.
+    finiteness: a mismatch raises `EmbeddingMismatchError` and nothing of that batch is returned. Documents
+    and queries get the model's prefixes (`model_prefixes`) unless the options name others.
     """
 
     def __init__(self, options: OllamaOptions, *, announcement: str | None = None) -> None:
+        from mahavishnu_assets.ingest.model_prefixes import model_prefixes
+
         self.options = options
         self.announcement = announcement
         self.model = options.model
-        self.key = SpaceKey(OLLAMA_PROVIDER, normalize_model_name(options.model), options.dimensions or 0)
+        document, query = model_prefixes(options.model)
+        self.key = SpaceKey(
+            OLLAMA_PROVIDER,
+            normalize_model_name(options.model),
+            options.dimensions or 0,
+            document if options.document_prefix is None else options.document_prefix,
+            query if options.query_prefix is None else options.query_prefix,
+        )
         self.stats = EmbedStats()
         self._ollama: Any = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -207,11 +206,11 @@ class OllamaEmbedder:
         if client is not None:
             await client.close()
 
-    def _prepare(self, text: str) -> str:
+    def _prepare(self, text: str, prefix: str) -> str:
         # Ollama truncates to the model's context itself (truncate=True); the character cap keeps requests
-        # small and bounded even for a server that does not.
+        # small and bounded even for a server that does not. The prefix goes first, so it is never cut.
         text = text[: self.options.max_input_chars]
-        return text if text.strip() else "(empty)"
+        return prefix + (text if text.strip() else "(empty)")
 
     # -- one request ---------------------------------------------------------
     async def _call(self, texts: list[str]) -> Any:
@@ -341,11 +340,34 @@ class OllamaEmbedder:
         self.stats.texts += len(texts)
         return list(checked)
 
+    async def _vectors(self, texts: list[str], prefix: str) -> list[Any]:
+        if not texts:
+            return []
+        if not self.key.dimensions:
+            await self.probe()
+        prepared = [self._prepare(t, prefix) for t in texts]
+        size = self.options.batch_size
+        rejected: list[int] = []
+        parts = await asyncio.gather(
+            *(
+                self._embed_batch(prepared[start : start + size], start, rejected)
+                for start in range(0, len(prepared), size)
+            )
+        )
+        return [vector for part in parts for vector in part]
+
+    async def _all(self, texts: list[str], prefix: str) -> list[list[float]]:
+        vectors = await self._vectors(texts, prefix)
+        bad = [i for i, v in enumerate(vectors) if v is None]
+        if bad:
+            raise EmbeddingRejectedError(f"Ollama refused {len(bad)} of {len(texts)} inputs", indexes=bad)
+        return [v.tolist() for v in vectors]
+
     # -- public --------------------------------------------------------------
     def assume_dimensions(self, dimensions: int) -> None:
         """Take the model's size from an earlier run (no probe request); a wrong guess fails the size check."""
         if not self.key.dimensions:
-            self.key = SpaceKey(self.key.provider, self.key.model, dimensions)
+            self.key = self.key.sized(dimensions)
 
     async def probe(self) -> SpaceKey:
         """Learn the model's dimensions with one tiny request (once)."""
@@ -369,33 +391,22 @@ class OllamaEmbedder:
             if not 1 <= dimensions <= 16000:
                 raise EmbeddingMismatchError(f"Ollama model {self.model!r} returned {dimensions} dimensions")
             _check_vectors(raw, 1, dimensions, f"Ollama model {self.model!r}")
-            self.key = SpaceKey(self.key.provider, self.key.model, dimensions)
+            self.key = self.key.sized(dimensions)
             logger.info("Embedding space %s", self.key.describe())
             return self.key
 
     async def embed_partial(self, texts: list[str]) -> list[Any]:
-        """float32 vectors in input order; None for an input the server refuses even alone."""
-        if not texts:
-            return []
-        if not self.key.dimensions:
-            await self.probe()
-        prepared = [self._prepare(t) for t in texts]
-        size = self.options.batch_size
-        rejected: list[int] = []
-        parts = await asyncio.gather(
-            *(
-                self._embed_batch(prepared[start : start + size], start, rejected)
-                for start in range(0, len(prepared), size)
-            )
-        )
-        return [vector for part in parts for vector in part]
+        """float32 vectors of documents in input order; None for an input the server refuses even alone."""
+        return await self._vectors(texts, self.key.document_prefix)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        vectors = await self.embed_partial(texts)
-        bad = [i for i, v in enumerate(vectors) if v is None]
-        if bad:
-            raise EmbeddingRejectedError(f"Ollama refused {len(bad)} of {len(texts)} inputs", indexes=bad)
-        return [v.tolist() for v in vectors]
+        return await self._all(texts, self.key.document_prefix)
+
+    async def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return await self._all(texts, self.key.query_prefix)
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self.embed_queries([text]))[0]
 
 
 def ollama_options(settings: Settings) -> OllamaOptions:
@@ -409,6 +420,8 @@ def ollama_options(settings: Settings) -> OllamaOptions:
         max_retries=o.max_retries,
         retry_backoff_seconds=o.retry_backoff_seconds,
         max_input_chars=o.max_input_chars,
+        document_prefix=o.document_prefix,
+        query_prefix=o.query_prefix,
     )
 
 
@@ -431,22 +444,46 @@ def ollama_reachable(host: str, timeout: float = 1.5) -> str | None:
 
 
 def make_embedder(settings: Settings) -> Embedder:
-    """The embedder MAHAVISHNU_EMBEDDER asks for; `auto` falls back to `local` loudly when Ollama is away."""
+    """The embedder MAHAVISHNU_EMBEDDER asks for; `auto` falls back to `local` (WordLlama) loudly when Ollama
+    is away. `hashing` (word-hash vectors, no semantics) exists for tests only."""
+    from mahavishnu_assets.ingest.local_embed import HashingEmbedder, WordLlamaEmbedder
+
     choice = settings.embedder
     if choice == "local":
-        return LocalEmbedder(settings.ollama.local_dimensions)
+        return WordLlamaEmbedder()
+    if choice == "hashing":
+        return HashingEmbedder(settings.ollama.local_dimensions)
     if choice == "ollama":
         return OllamaEmbedder(ollama_options(settings))
     why = ollama_reachable(settings.ollama.host)
     if why is None:
         return OllamaEmbedder(ollama_options(settings))
+    fallback = WordLlamaEmbedder()
     announcement = (
         f"Ollama is not reachable at {settings.ollama.host} ({why}); using the offline local embedder "
-        f"(space {LOCAL_PROVIDER}:{LOCAL_MODEL}/{settings.ollama.local_dimensions}). "
+        f"(WordLlama, space {fallback.key.describe()}). "
         "Set MAHAVISHNU_EMBEDDER=ollama to require Ollama or =local to silence this."
     )
     logger.warning("%s", announcement)
-    return LocalEmbedder(settings.ollama.local_dimensions, announcement=announcement)
+    fallback.announcement = announcement
+    return fallback
+
+
+async def stored_spaces(conn: asyncpg.Connection, key: SpaceKey) -> list[tuple[int, int]]:
+    """(id, dimensions) of the stored spaces of `key`'s provider, model and prefixes, oldest first; of its size
+    only when that is known (an Ollama model's is learnt by a probe)."""
+    rows = await conn.fetch(
+        """SELECT id, dimensions FROM mahavishnu.embedding_spaces
+            WHERE provider = $1 AND model = $2 AND document_prefix = $3 AND query_prefix = $4
+              AND ($5 = 0 OR dimensions = $5)
+            ORDER BY id""",
+        key.provider,
+        key.model,
+        key.document_prefix,
+        key.query_prefix,
+        int(key.dimensions or 0),
+    )
+    return [(int(r["id"]), int(r["dimensions"])) for r in rows]
 
 
 async def ensure_space(conn: asyncpg.Connection, key: SpaceKey) -> int:
@@ -456,20 +493,20 @@ async def ensure_space(conn: asyncpg.Connection, key: SpaceKey) -> int:
             f"Embedding space {key.describe()} has no dimensions yet",
             suggestion="Call `await embedder.probe()` before using its space.",
         )
+    values = (key.provider, key.model, key.dimensions, key.document_prefix, key.query_prefix)
     for _ in range(3):
         space_id = await conn.fetchval(
-            """INSERT INTO mahavishnu.embedding_spaces (provider, model, dimensions)
-               VALUES ($1, $2, $3) ON CONFLICT (provider, model, dimensions) DO NOTHING RETURNING id""",
-            key.provider,
-            key.model,
-            key.dimensions,
+            """INSERT INTO mahavishnu.embedding_spaces (provider, model, dimensions, document_prefix, query_prefix)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (provider, model, dimensions, document_prefix, query_prefix) DO NOTHING RETURNING id""",
+            *values,
         )
         if space_id is None:
             space_id = await conn.fetchval(
-                "SELECT id FROM mahavishnu.embedding_spaces WHERE provider = $1 AND model = $2 AND dimensions = $3",
-                key.provider,
-                key.model,
-                key.dimensions,
+                """SELECT id FROM mahavishnu.embedding_spaces
+                    WHERE provider = $1 AND model = $2 AND dimensions = $3
+                      AND document_prefix = $4 AND query_prefix = $5""",
+                *values,
             )
         if space_id is not None:
             return int(space_id)
