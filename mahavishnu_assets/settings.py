@@ -67,6 +67,11 @@ class OllamaSettings(BaseModel):
     max_retries: int = Field(default=4, ge=0, le=20)
     retry_backoff_seconds: float = Field(default=0.5, ge=0)
     max_input_chars: int = Field(default=8000, ge=64)
+    # Put before every document / search query sent to the model: None takes the model card's
+    # (mahavishnu_assets/ingest/model_prefixes.py), "" sends none. Part of the embedding space.
+    document_prefix: str | None = Field(default=None, max_length=500, pattern=r"^[^\x00]*$")
+    query_prefix: str | None = Field(default=None, max_length=500, pattern=r"^[^\x00]*$")
+    # Size of the test-only `hashing` embedder's vectors (the `local` one, WordLlama, has 256).
     local_dimensions: int = Field(default=384, ge=8, le=4096)
 
     @field_validator("host")
@@ -185,7 +190,8 @@ class Settings(BaseSettings):
 
     home: Path = Path(".mahavishnu")
     database_url: SecretStr | None = None
-    embedder: Literal["ollama", "local", "auto"] = "auto"
+    # `hashing`: word-hash vectors without semantics, for tests only.
+    embedder: Literal["ollama", "local", "auto", "hashing"] = "auto"
     embed_model: str = Field(default="nomic-embed-text", min_length=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)

@@ -14,13 +14,13 @@ from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.errors import EmbeddingError, EmbeddingMismatchError
 from mahavishnu_assets.ingest.embed import (
     EmbeddingRejectedError,
-    LocalEmbedder,
     OllamaEmbedder,
     OllamaOptions,
     SpaceKey,
     ensure_space,
     make_embedder,
 )
+from mahavishnu_assets.ingest.local_embed import HashingEmbedder, WordLlamaEmbedder
 from mahavishnu_assets.ingest.pipeline import ingest_repository
 from mahavishnu_assets.settings import Settings
 from mahavishnu_assets.testing.ollama_stub import OllamaStub
@@ -46,7 +46,9 @@ async def test_probe_batches_and_normalized_deterministic_vectors(stub: OllamaSt
     embedder = embedder_for(stub)
     try:
         key = await embedder.probe()
-        assert key == SpaceKey("ollama", "nomic-embed-text", DIMENSIONS)
+        assert key == SpaceKey(
+            "ollama", "nomic-embed-text", DIMENSIONS, "search_document: ", "search_query: "
+        )
         texts = [f"text number {i}" for i in range(10)]
         vectors = await embedder.embed(texts)
         assert len(vectors) == 10 and all(len(v) == DIMENSIONS for v in vectors)
@@ -149,29 +151,6 @@ async def test_an_answer_that_is_not_an_embedding_response_stops_without_retryin
         await embedder.aclose()
 
 
-@pytest.mark.parametrize("fault", [{}, {"non_finite": True}])
-async def test_the_client_decodes_answers_as_the_official_client_does(stub: OllamaStub, fault: dict) -> None:
-    """Our client decodes with orjson, falling back to the standard decoder for what orjson refuses (NaN)."""
-    import ollama
-
-    from mahavishnu_assets.ingest.ollama_client import AsyncClient
-
-    ours, official = AsyncClient(host=stub.url), ollama.AsyncClient(host=stub.url)
-    try:
-        stub.configure(**fault)
-        texts = ["def f(): pass", "ünïcode ✓", "x" * 3000]
-        mine = await ours.embed(model="nomic-embed-text", input=texts)
-        theirs = await official.embed(model="nomic-embed-text", input=texts)
-        assert type(mine) is type(theirs)
-        assert np.array_equal(np.asarray(mine.embeddings), np.asarray(theirs.embeddings), equal_nan=True)
-        assert mine.model_dump(exclude={"embeddings"}) == theirs.model_dump(exclude={"embeddings"})
-        assert len(mine.embeddings) == 3 and len(mine.embeddings[0]) == DIMENSIONS
-    finally:
-        stub.configure(non_finite=False)
-        await ours._client.aclose()
-        await official._client.aclose()
-
-
 async def test_a_hanging_server_times_out(stub: OllamaStub) -> None:
     embedder = embedder_for(stub, timeout_seconds=0.2, max_retries=1, dimensions=DIMENSIONS)
     try:
@@ -200,7 +179,9 @@ async def test_a_trickling_answer_times_out_as_a_whole(stub: OllamaStub) -> None
 def test_make_embedder_honours_the_choice_and_announces_the_fallback(
     stub: OllamaStub, settings_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert isinstance(make_embedder(Settings(embedder="local")), LocalEmbedder)
+    assert isinstance(make_embedder(Settings(embedder="local")), WordLlamaEmbedder)
+    hashing = make_embedder(Settings(embedder="hashing", ollama={"local_dimensions": 32}))
+    assert isinstance(hashing, HashingEmbedder) and hashing.key == SpaceKey("local", "hashing-v1", 32)
     assert isinstance(
         make_embedder(Settings(embedder="ollama", ollama={"host": "http://127.0.0.1:9"})), OllamaEmbedder
     )
@@ -208,8 +189,9 @@ def test_make_embedder_honours_the_choice_and_announces_the_fallback(
     assert isinstance(reachable, OllamaEmbedder) and reachable.announcement is None
     with caplog.at_level(logging.WARNING):
         fallback = make_embedder(Settings(embedder="auto", ollama={"host": "http://127.0.0.1:9"}))
-    assert isinstance(fallback, LocalEmbedder)
+    assert isinstance(fallback, WordLlamaEmbedder)
     assert fallback.announcement and "not reachable" in fallback.announcement
+    assert "local:wordllama-l2-supercat/256" in fallback.announcement
     assert "offline local embedder" in caplog.text
     # Another web server behind the address is not Ollama either.
     stub.configure(not_json=True)
@@ -217,12 +199,12 @@ def test_make_embedder_honours_the_choice_and_announces_the_fallback(
         other = make_embedder(Settings(embedder="auto", ollama={"host": stub.url}))
     finally:
         stub.configure(not_json=False)
-    assert isinstance(other, LocalEmbedder)
+    assert isinstance(other, WordLlamaEmbedder)
     assert other.announcement and "not an Ollama server" in other.announcement
 
 
-async def test_local_embedder_is_deterministic_and_related_texts_are_near() -> None:
-    embedder = LocalEmbedder(64)
+async def test_hashing_embedder_is_deterministic_and_texts_sharing_words_are_near() -> None:
+    embedder = HashingEmbedder(64)
     a, b, c = await embedder.embed(["parse the config file", "parseConfig(file)", "render the teapot"])
     assert a == (await embedder.embed(["parse the config file"]))[0]
     assert np.dot(a, b) > np.dot(a, c)

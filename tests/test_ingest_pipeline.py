@@ -211,9 +211,10 @@ async def test_edit_delete_rename_add(
     assert head == commit
     assert commits["src/gamma.py"] == commits["lib_beta.py"] == commits["src/delta.py"] == commit
     assert commits["README.md"] == first.commit != commit
+    # The stub sees each document after nomic-embed-text's document prefix.
     for row in beta:
-        assert stub.times_embedded(row["content"]) == 0
-    assert stub.times_embedded(python_module("delta").split("\n\n\n")[0]) <= 1
+        assert stub.times_embedded("search_document: " + row["content"]) == 0
+    assert stub.times_embedded("search_document: " + python_module("delta").split("\n\n\n")[0]) <= 1
     delta_chunks = result.embeddings_computed
     assert 1 <= delta_chunks <= 6
     assert result.embeddings_reused >= len(beta)

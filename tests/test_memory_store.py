@@ -156,9 +156,9 @@ async def test_spaces_never_mix(db: Database) -> None:
 
 
 async def test_text_search_uses_the_embedder(db: Database) -> None:
-    from mahavishnu_assets.ingest.embed import LocalEmbedder
+    from mahavishnu_assets.ingest.local_embed import HashingEmbedder
 
-    embedder = LocalEmbedder(dimensions=64)
+    embedder = HashingEmbedder(dimensions=64)
     s = MemoryStore(db, Settings(), embedder=embedder)
     await s.batch_store_memories(
         [{"content": "restart the database pool"}, {"content": "bake a chocolate cake"}]

@@ -10,7 +10,7 @@ from mahavishnu_assets.errors import SearchError
 from mahavishnu_assets.index.maintenance import refresh_space
 from mahavishnu_assets.index.registry import spaces
 from mahavishnu_assets.index.synthetic import add_chunks, content_hash, queries_near, synthetic_corpus
-from mahavishnu_assets.ingest.embed import LocalEmbedder
+from mahavishnu_assets.ingest.local_embed import HashingEmbedder
 from mahavishnu_assets.search.core import search
 from mahavishnu_assets.search.filters import SearchFilters
 from mahavishnu_assets.search.sql import text_statement
@@ -197,12 +197,12 @@ CODE = {
 }
 
 
-async def code_corpus(db: Database, filler: int = 200) -> tuple[int, LocalEmbedder]:
+async def code_corpus(db: Database, filler: int = 200) -> tuple[int, HashingEmbedder]:
     """Files embedded with the offline local embedder, plus filler chunks of ordinary code words."""
     from mahavishnu_assets.index.synthetic import load_vectors
     from mahavishnu_assets.ingest.embed import ensure_space
 
-    embedder = LocalEmbedder(128)
+    embedder = HashingEmbedder(128)
     rng = np.random.default_rng(3)
     words = (
         "config user name parse load value return self data server request handle error list get set".split()

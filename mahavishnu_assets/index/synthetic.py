@@ -89,7 +89,8 @@ async def create_space(
     return int(
         await conn.fetchval(
             """INSERT INTO mahavishnu.embedding_spaces (provider, model, dimensions) VALUES ($1, $2, $3)
-               ON CONFLICT (provider, model, dimensions) DO UPDATE SET model = EXCLUDED.model RETURNING id""",
+               ON CONFLICT (provider, model, dimensions, document_prefix, query_prefix)
+               DO UPDATE SET model = EXCLUDED.model RETURNING id""",
             provider,
             model,
             dimensions,

@@ -1,12 +1,15 @@
-"""Embedders (Ollama through its official client, and an offline local one) and their embedding spaces.
+"""Embedders (Ollama through its official client; offline ones in `local_embed`) and their embedding spaces.
 
-Every vector belongs to a space `(provider, model, dimensions)`; vectors of different spaces are never mixed.
-Call `await embedder.probe()` once before reading `embedder.key`: an Ollama model's size is learnt from it.
+Every vector belongs to a space `(provider, model, dimensions, document prefix, query prefix)`; vectors of
+different spaces are never mixed. `embed` turns documents into vectors, `embed_queries` search queries (with
+the model's query prefix). Call `await embedder.probe()` once before reading `embedder.key`: an Ollama
+model's size is learnt from it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass, field
@@ -22,7 +25,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LOCAL_PROVIDER = "local"
-LOCAL_MODEL = "hashing-v1"
 OLLAMA_PROVIDER = "ollama"
 PROBE_TEXT = "mahavishnu embedding dimension probe"
 # HTTP statuses that blame the input rather than the server or the model: a batch is split to find the culprit.
@@ -36,9 +38,18 @@ class SpaceKey:
     provider: str
     model: str
     dimensions: int
+    # Put before every document / query the model embeds (its card's instructions): part of the space, since
+    # they change every vector.
+    document_prefix: str = ""
+    query_prefix: str = ""
 
     def describe(self) -> str:
+        # The prefixes are left out: as the model card's they say nothing new, and this text is shown in every
+        # report (`embedding_space`).
         return f"{self.provider}:{self.model}/{self.dimensions}"
+
+    def sized(self, dimensions: int) -> SpaceKey:
+        return dataclasses.replace(self, dimensions=dimensions)
 
 
 class EmbeddingRejectedError(EmbeddingError):
@@ -62,10 +73,16 @@ class Embedder(Protocol):
 
     async def probe(self) -> SpaceKey: ...
 
+    # Documents (with the space's document prefix).
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
 
-    # float32 numpy vectors in input order, None for an input the server refuses even alone.
+    # Documents as float32 numpy vectors in input order, None for an input the server refuses even alone.
     async def embed_partial(self, texts: list[str]) -> list[Any]: ...
+
+    # Search queries (with the space's query prefix).
+    async def embed_queries(self, texts: list[str]) -> list[list[float]]: ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
 
     async def aclose(self) -> None: ...
 
@@ -93,7 +110,7 @@ class EmbedStats:
 def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> Any:
     """Count, size and finiteness of returned vectors as one float32 matrix; a mismatch rejects the batch.
 
-    `vectors` are lists, or one matrix when ollama_client decoded a well-formed answer straight into it."""
+    `vectors` are lists (as the client decodes them) or one matrix."""
     import numpy as np
 
     matrix = isinstance(vectors, np.ndarray) and vectors.ndim == 2
@@ -127,37 +144,6 @@ def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> Any:
     return checked
 
 
-class LocalEmbedder:
-    """Offline, deterministic, no server: word-hash vectors in their own space (provider `local`)."""
-
-    def __init__(self, dimensions: int = 384, *, announcement: str | None = None) -> None:
-        from mahavishnu_assets.ingest.hashing import HashingVectorizer
-
-        self.key = SpaceKey(LOCAL_PROVIDER, LOCAL_MODEL, dimensions)
-        self.announcement = announcement
-        self.stats = EmbedStats()
-        self._vectorizer = HashingVectorizer(dimensions)
-
-    async def probe(self) -> SpaceKey:
-        return self.key
-
-    async def embed_partial(self, texts: list[str]) -> list[Any]:
-        out: list[Any] = []
-        for start in range(0, len(texts), 256):
-            out.extend(self._vectorizer.vector(t) for t in texts[start : start + 256])
-            # Hashing is CPU work: let database tasks of the same loop run between slices.
-            await asyncio.sleep(0)
-        self.stats.requests += 1
-        self.stats.texts += len(texts)
-        return out
-
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        return [v.tolist() for v in await self.embed_partial(texts)]
-
-    async def aclose(self) -> None:
-        return None
-
-
 @dataclass
 class OllamaOptions:
     host: str
@@ -170,6 +156,9 @@ class OllamaOptions:
     max_input_chars: int = 8000
     dimensions: int | None = None  # known in advance (or learnt by probe)
     keep_alive: str | None = None
+    # None: the model card's (ingest/model_prefixes.py); "" for none.
+    document_prefix: str | None = None
+    query_prefix: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -179,47 +168,57 @@ class OllamaEmbedder:
     Batches run with bounded concurrency; timeouts, 5xx and connection errors are retried with exponential
     backoff; a 4xx is never retried, but a batch refused for its input is split in halves until the one bad
     input is isolated (reported through `embed_partial`). Returned vectors are checked for count, size and
-    finiteness: a mismatch raises `EmbeddingMismatchError` and nothing of that batch is returned.
+    finiteness: a mismatch raises `EmbeddingMismatchError` and nothing of that batch is returned. Documents
+    and queries get the model's prefixes (`model_prefixes`) unless the options name others.
     """
 
     def __init__(self, options: OllamaOptions, *, announcement: str | None = None) -> None:
+        from mahavishnu_assets.ingest.model_prefixes import model_prefixes
+
         self.options = options
         self.announcement = announcement
         self.model = options.model
-        self.key = SpaceKey(OLLAMA_PROVIDER, normalize_model_name(options.model), options.dimensions or 0)
+        document, query = model_prefixes(options.model)
+        self.key = SpaceKey(
+            OLLAMA_PROVIDER,
+            normalize_model_name(options.model),
+            options.dimensions or 0,
+            document if options.document_prefix is None else options.document_prefix,
+            query if options.query_prefix is None else options.query_prefix,
+        )
         self.stats = EmbedStats()
-        self._client: Any = None
+        self._ollama: Any = None
         self._semaphore: asyncio.Semaphore | None = None
         self._probe_lock: asyncio.Lock | None = None
 
     # -- plumbing ------------------------------------------------------------
-    def _ensure_client(self) -> Any:
-        if self._client is None:
-            from mahavishnu_assets.ingest.ollama_client import AsyncClient
+    def _connect(self) -> Any:
+        if self._ollama is None:
+            from mahavishnu_assets.ingest.ollama_client import make_client
 
-            self._client = AsyncClient(host=self.options.host, timeout=self.options.timeout_seconds)
+            self._ollama = make_client(self.options.host, self.options.timeout_seconds)
             self._semaphore = asyncio.Semaphore(self.options.concurrency)
             self._probe_lock = asyncio.Lock()
-        return self._client
+        return self._ollama
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
+        client, self._ollama = self._ollama, None
         if client is not None:
-            await client._client.aclose()
+            await client.close()
 
-    def _prepare(self, text: str) -> str:
+    def _prepare(self, text: str, prefix: str) -> str:
         # Ollama truncates to the model's context itself (truncate=True); the character cap keeps requests
-        # small and bounded even for a server that does not.
+        # small and bounded even for a server that does not. The prefix goes first, so it is never cut.
         text = text[: self.options.max_input_chars]
-        return text if text.strip() else "(empty)"
+        return prefix + (text if text.strip() else "(empty)")
 
     # -- one request ---------------------------------------------------------
-    async def _request(self, texts: list[str]) -> Any:
+    async def _call(self, texts: list[str]) -> Any:
         """One /api/embed call with retries on transient failures; returns the raw embeddings."""
         import httpx
         import ollama
 
-        client = self._ensure_client()
+        client = self._connect()
         assert self._semaphore is not None
         attempt = 0
         while True:
@@ -252,14 +251,10 @@ class OllamaEmbedder:
                 error = exc
                 reason = f"{exc.__class__.__name__}: {str(exc)[:200] or 'no detail'}"
             except ValueError as exc:
-                if not _not_an_embed_answer(exc):
+                answer_error = self._answer_error(exc)
+                if answer_error is None:
                     raise
-                # Undecodable JSON, or JSON without embeddings: not Ollama, so asking again will not help.
-                raise EmbeddingError(
-                    f"{self.options.host} answered /api/embed with something that is not an embedding response "
-                    f"({exc.__class__.__name__}); nothing of this batch was written",
-                    suggestion="Check that OLLAMA_HOST (ollama.host) points at an Ollama server.",
-                ) from None
+                raise answer_error from None
             if attempt >= self.options.max_retries:
                 raise EmbeddingError(
                     f"Ollama at {self.options.host} failed {attempt + 1} times for model {self.model!r} "
@@ -279,6 +274,29 @@ class OllamaEmbedder:
             )
             await asyncio.sleep(delay)
 
+    def _answer_error(self, exc: ValueError) -> EmbeddingError | None:
+        """What an answer that does not decode into an EmbedResponse means (asking again will not help); None
+        when the error is not about the answer (a text the client could not even encode, say)."""
+        from json import JSONDecodeError
+
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError) and exc.title == "EmbedResponse":
+            problems = exc.errors()
+            if problems and all(e["loc"][:1] == ("embeddings",) and len(e["loc"]) == 3 for e in problems):
+                # Every complaint is about a value inside a vector: an answer of the right shape, wrong numbers.
+                return EmbeddingMismatchError(
+                    f"Ollama model {self.model!r} returned vectors with non-numeric values; nothing of this "
+                    "batch was written",
+                )
+        elif not isinstance(exc, JSONDecodeError):
+            return None
+        return EmbeddingError(
+            f"{self.options.host} answered /api/embed with something that is not an embedding response "
+            f"({exc.__class__.__name__}); nothing of this batch was written",
+            suggestion="Check that OLLAMA_HOST (ollama.host) points at an Ollama server.",
+        )
+
     def _model_error(self, exc: Any) -> EmbeddingError:
         if exc.status_code == 404:
             return EmbeddingError(
@@ -295,7 +313,7 @@ class OllamaEmbedder:
         import ollama
 
         try:
-            raw = await self._request(texts)
+            raw = await self._call(texts)
         except ollama.ResponseError as exc:
             if exc.status_code not in _INPUT_STATUSES:
                 raise self._model_error(exc) from None
@@ -322,45 +340,12 @@ class OllamaEmbedder:
         self.stats.texts += len(texts)
         return list(checked)
 
-    # -- public --------------------------------------------------------------
-    def assume_dimensions(self, dimensions: int) -> None:
-        """Take the model's size from an earlier run (no probe request); a wrong guess fails the size check."""
-        if not self.key.dimensions:
-            self.key = SpaceKey(self.key.provider, self.key.model, dimensions)
-
-    async def probe(self) -> SpaceKey:
-        """Learn the model's dimensions with one tiny request (once)."""
-        self._ensure_client()
-        assert self._probe_lock is not None
-        async with self._probe_lock:
-            if self.key.dimensions:
-                return self.key
-            import numpy as np
-            import ollama
-
-            try:
-                raw = await self._request([PROBE_TEXT])
-            except ollama.ResponseError as exc:
-                raise self._model_error(exc) from None
-            if not isinstance(raw, list | tuple | np.ndarray) or len(raw) != 1 or not len(raw[0]):
-                raise EmbeddingMismatchError(
-                    f"Ollama model {self.model!r} returned no usable vector for the dimension probe"
-                )
-            dimensions = len(raw[0])
-            if not 1 <= dimensions <= 16000:
-                raise EmbeddingMismatchError(f"Ollama model {self.model!r} returned {dimensions} dimensions")
-            _check_vectors(raw, 1, dimensions, f"Ollama model {self.model!r}")
-            self.key = SpaceKey(self.key.provider, self.key.model, dimensions)
-            logger.info("Embedding space %s", self.key.describe())
-            return self.key
-
-    async def embed_partial(self, texts: list[str]) -> list[Any]:
-        """float32 vectors in input order; None for an input the server refuses even alone."""
+    async def _vectors(self, texts: list[str], prefix: str) -> list[Any]:
         if not texts:
             return []
         if not self.key.dimensions:
             await self.probe()
-        prepared = [self._prepare(t) for t in texts]
+        prepared = [self._prepare(t, prefix) for t in texts]
         size = self.options.batch_size
         rejected: list[int] = []
         parts = await asyncio.gather(
@@ -371,12 +356,57 @@ class OllamaEmbedder:
         )
         return [vector for part in parts for vector in part]
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        vectors = await self.embed_partial(texts)
+    async def _all(self, texts: list[str], prefix: str) -> list[list[float]]:
+        vectors = await self._vectors(texts, prefix)
         bad = [i for i, v in enumerate(vectors) if v is None]
         if bad:
             raise EmbeddingRejectedError(f"Ollama refused {len(bad)} of {len(texts)} inputs", indexes=bad)
         return [v.tolist() for v in vectors]
+
+    # -- public --------------------------------------------------------------
+    def assume_dimensions(self, dimensions: int) -> None:
+        """Take the model's size from an earlier run (no probe request); a wrong guess fails the size check."""
+        if not self.key.dimensions:
+            self.key = self.key.sized(dimensions)
+
+    async def probe(self) -> SpaceKey:
+        """Learn the model's dimensions with one tiny request (once)."""
+        self._connect()
+        assert self._probe_lock is not None
+        async with self._probe_lock:
+            if self.key.dimensions:
+                return self.key
+            import numpy as np
+            import ollama
+
+            try:
+                raw = await self._call([PROBE_TEXT])
+            except ollama.ResponseError as exc:
+                raise self._model_error(exc) from None
+            if not isinstance(raw, list | tuple | np.ndarray) or len(raw) != 1 or not len(raw[0]):
+                raise EmbeddingMismatchError(
+                    f"Ollama model {self.model!r} returned no usable vector for the dimension probe"
+                )
+            dimensions = len(raw[0])
+            if not 1 <= dimensions <= 16000:
+                raise EmbeddingMismatchError(f"Ollama model {self.model!r} returned {dimensions} dimensions")
+            _check_vectors(raw, 1, dimensions, f"Ollama model {self.model!r}")
+            self.key = self.key.sized(dimensions)
+            logger.info("Embedding space %s", self.key.describe())
+            return self.key
+
+    async def embed_partial(self, texts: list[str]) -> list[Any]:
+        """float32 vectors of documents in input order; None for an input the server refuses even alone."""
+        return await self._vectors(texts, self.key.document_prefix)
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await self._all(texts, self.key.document_prefix)
+
+    async def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return await self._all(texts, self.key.query_prefix)
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self.embed_queries([text]))[0]
 
 
 def ollama_options(settings: Settings) -> OllamaOptions:
@@ -390,18 +420,8 @@ def ollama_options(settings: Settings) -> OllamaOptions:
         max_retries=o.max_retries,
         retry_backoff_seconds=o.retry_backoff_seconds,
         max_input_chars=o.max_input_chars,
-    )
-
-
-def _not_an_embed_answer(exc: ValueError) -> bool:
-    """Whether the server's answer was not JSON or not an embed response (a text the client could not even
-    encode is another matter, and not the server's fault)."""
-    from json import JSONDecodeError
-
-    from pydantic import ValidationError
-
-    return isinstance(exc, JSONDecodeError) or (
-        isinstance(exc, ValidationError) and exc.title == "EmbedResponse"
+        document_prefix=o.document_prefix,
+        query_prefix=o.query_prefix,
     )
 
 
@@ -424,22 +444,46 @@ def ollama_reachable(host: str, timeout: float = 1.5) -> str | None:
 
 
 def make_embedder(settings: Settings) -> Embedder:
-    """The embedder MAHAVISHNU_EMBEDDER asks for; `auto` falls back to `local` loudly when Ollama is away."""
+    """The embedder MAHAVISHNU_EMBEDDER asks for; `auto` falls back to `local` (WordLlama) loudly when Ollama
+    is away. `hashing` (word-hash vectors, no semantics) exists for tests only."""
+    from mahavishnu_assets.ingest.local_embed import HashingEmbedder, WordLlamaEmbedder
+
     choice = settings.embedder
     if choice == "local":
-        return LocalEmbedder(settings.ollama.local_dimensions)
+        return WordLlamaEmbedder()
+    if choice == "hashing":
+        return HashingEmbedder(settings.ollama.local_dimensions)
     if choice == "ollama":
         return OllamaEmbedder(ollama_options(settings))
     why = ollama_reachable(settings.ollama.host)
     if why is None:
         return OllamaEmbedder(ollama_options(settings))
+    fallback = WordLlamaEmbedder()
     announcement = (
         f"Ollama is not reachable at {settings.ollama.host} ({why}); using the offline local embedder "
-        f"(space {LOCAL_PROVIDER}:{LOCAL_MODEL}/{settings.ollama.local_dimensions}). "
+        f"(WordLlama, space {fallback.key.describe()}). "
         "Set MAHAVISHNU_EMBEDDER=ollama to require Ollama or =local to silence this."
     )
     logger.warning("%s", announcement)
-    return LocalEmbedder(settings.ollama.local_dimensions, announcement=announcement)
+    fallback.announcement = announcement
+    return fallback
+
+
+async def stored_spaces(conn: asyncpg.Connection, key: SpaceKey) -> list[tuple[int, int]]:
+    """(id, dimensions) of the stored spaces of `key`'s provider, model and prefixes, oldest first; of its size
+    only when that is known (an Ollama model's is learnt by a probe)."""
+    rows = await conn.fetch(
+        """SELECT id, dimensions FROM mahavishnu.embedding_spaces
+            WHERE provider = $1 AND model = $2 AND document_prefix = $3 AND query_prefix = $4
+              AND ($5 = 0 OR dimensions = $5)
+            ORDER BY id""",
+        key.provider,
+        key.model,
+        key.document_prefix,
+        key.query_prefix,
+        int(key.dimensions or 0),
+    )
+    return [(int(r["id"]), int(r["dimensions"])) for r in rows]
 
 
 async def ensure_space(conn: asyncpg.Connection, key: SpaceKey) -> int:
@@ -449,20 +493,20 @@ async def ensure_space(conn: asyncpg.Connection, key: SpaceKey) -> int:
             f"Embedding space {key.describe()} has no dimensions yet",
             suggestion="Call `await embedder.probe()` before using its space.",
         )
+    values = (key.provider, key.model, key.dimensions, key.document_prefix, key.query_prefix)
     for _ in range(3):
         space_id = await conn.fetchval(
-            """INSERT INTO mahavishnu.embedding_spaces (provider, model, dimensions)
-               VALUES ($1, $2, $3) ON CONFLICT (provider, model, dimensions) DO NOTHING RETURNING id""",
-            key.provider,
-            key.model,
-            key.dimensions,
+            """INSERT INTO mahavishnu.embedding_spaces (provider, model, dimensions, document_prefix, query_prefix)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (provider, model, dimensions, document_prefix, query_prefix) DO NOTHING RETURNING id""",
+            *values,
         )
         if space_id is None:
             space_id = await conn.fetchval(
-                "SELECT id FROM mahavishnu.embedding_spaces WHERE provider = $1 AND model = $2 AND dimensions = $3",
-                key.provider,
-                key.model,
-                key.dimensions,
+                """SELECT id FROM mahavishnu.embedding_spaces
+                    WHERE provider = $1 AND model = $2 AND dimensions = $3
+                      AND document_prefix = $4 AND query_prefix = $5""",
+                *values,
             )
         if space_id is not None:
             return int(space_id)

@@ -56,7 +56,7 @@ from mahavishnu_assets.ingest.discover import (
     resolve_root,
     still_as_found,
 )
-from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder
+from mahavishnu_assets.ingest.embed import Embedder, SpaceKey, ensure_space, make_embedder, stored_spaces
 from mahavishnu_assets.ingest.names import check_repo_name as check_repo_name
 from mahavishnu_assets.ingest.names import default_repo_name as default_repo_name
 from mahavishnu_assets.ingest.progress import Progress, ProgressCallback
@@ -147,15 +147,11 @@ async def resolve_space(conn: Any, embedder: Embedder) -> tuple[SpaceKey, int]:
     """
     key = embedder.key
     if not key.dimensions:
-        rows = await conn.fetch(
-            "SELECT id, dimensions FROM mahavishnu.embedding_spaces WHERE provider = $1 AND model = $2",
-            key.provider,
-            key.model,
-        )
+        rows = await stored_spaces(conn, key)
         assume = getattr(embedder, "assume_dimensions", None)
         if len(rows) == 1 and assume is not None:
-            assume(int(rows[0]["dimensions"]))
-            return embedder.key, int(rows[0]["id"])
+            assume(rows[0][1])
+            return embedder.key, rows[0][0]
         key = await embedder.probe()
     return key, await ensure_space(conn, key)
 

@@ -55,7 +55,7 @@ class StoreBase:
             self._space_ids[key] = await ensure_space(conn, key)
         return self._space_ids[key]
 
-    async def _embed(self, texts: list[str]) -> list[list[float]]:
+    async def _embed(self, texts: list[str], *, queries: bool = False) -> list[list[float]]:
         if self.embedder is None:
             raise MemoryStoreError(
                 "No embedder: give embeddings explicitly or create the store with an embedder",
@@ -63,7 +63,7 @@ class StoreBase:
             )
         if self.embedder.key.dimensions < 1:
             await self.embedder.probe()
-        return await self.embedder.embed(texts)
+        return await (self.embedder.embed_queries if queries else self.embedder.embed)(texts)
 
 
 def check_text(value: Any, what: str, *, max_chars: int | None = None, allow_empty: bool = False) -> str:

@@ -162,7 +162,7 @@ class MemoriesMixin(StoreBase):
         types = [check_memory_type(t) for t in memory_types] if memory_types is not None else None
         if isinstance(query, str):
             check_text(query, "query")
-            vector: Any = (await self._embed([query]))[0]
+            vector: Any = (await self._embed([query], queries=True))[0]
         else:
             vector = query
         key = self._space_key()

@@ -14,7 +14,7 @@ import asyncpg
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.errors import SearchError
 from mahavishnu_assets.index.query_log import record_query
-from mahavishnu_assets.ingest.embed import Embedder, make_embedder
+from mahavishnu_assets.ingest.embed import Embedder, make_embedder, stored_spaces
 from mahavishnu_assets.search.core import MODES, SearchResult, search
 from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
 from mahavishnu_assets.settings import Settings
@@ -27,24 +27,19 @@ async def find_space(
 ) -> tuple[int, int]:
     """(space id, dimensions) of the embedder's space; SearchError when it does not exist or is empty."""
     key = embedder.key
-    rows = await conn.fetch(
-        """SELECT id, dimensions FROM mahavishnu.embedding_spaces
-            WHERE provider = $1 AND model = $2 AND ($3 = 0 OR dimensions = $3) ORDER BY id""",
-        key.provider,
-        key.model,
-        int(key.dimensions or 0),
-    )
+    # The model's prefixes too: vectors made with other prefixes are another space.
+    rows = await stored_spaces(conn, key)
     if len(rows) > 1:
         # The same model at several sizes (it changed): ask it which size it gives now.
         key = await embedder.probe()
-        rows = [r for r in rows if r["dimensions"] == key.dimensions]
+        rows = [r for r in rows if r[1] == key.dimensions]
     if not rows:
         raise SearchError(
             f"Nothing is embedded in the space {key.describe() if key.dimensions else f'{key.provider}:{key.model}'}",
-            suggestion="Ingest a repository first (`mahavishnu ingest PATH`) with the same embedder settings, "
-            "or search with --mode text.",
+            suggestion="Ingest a repository first (`mahavishnu ingest PATH`) with the same embedder settings "
+            "(model and ollama.document_prefix / ollama.query_prefix), or search with --mode text.",
         )
-    space_id, dims = int(rows[0]["id"]), int(rows[0]["dimensions"])
+    space_id, dims = rows[0]
     if need_rows and not await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM mahavishnu.embeddings WHERE space_id = $1)", space_id
     ):
@@ -89,7 +84,7 @@ async def search_text(
             async with db.connection() as conn:
                 space_id, dims = await find_space(conn, embedder)
             space = f"{embedder.key.provider}:{embedder.key.model}/{dims}"
-            vector = (await embedder.embed([query]))[0]
+            vector = await embedder.embed_query(query)
         finally:
             if own:
                 await embedder.aclose()

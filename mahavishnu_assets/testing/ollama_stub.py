@@ -373,3 +373,20 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+class RecordingOllamaStub(OllamaStub):
+    """The stub, also keeping every text it was asked to embed, in order (`received`), to check exactly what a
+    client sends (prefixes, truncation)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **config: Any) -> None:
+        super().__init__(host, port, **config)
+        self.received: list[str] = []
+
+    def embed(self, body: dict[str, Any]) -> tuple[int, str]:
+        raw = body.get("input", "")
+        with self._lock:
+            self.received.extend(
+                t for t in ([raw] if isinstance(raw, str) else list(raw or [])) if isinstance(t, str)
+            )
+        return super().embed(body)
