@@ -40,9 +40,9 @@ from mahavishnu_assets.index.queries import (
     tuning_texts,
 )
 from mahavishnu_assets.index.registry import Space, spaces
+from mahavishnu_assets.ingest.local_embed import WordLlamaEmbedder
 from mahavishnu_assets.ingest.pipeline import ingest_repository
 from mahavishnu_assets.settings import Settings
-from mahavishnu_assets.testing.wordllama_embedder import WordLlamaEmbedder
 
 WORK = Path(__file__).resolve().parent / ".work"
 STDLIB = ("json", "email", "http", "logging", "asyncio", "xml", "importlib", "unittest", "concurrent")

@@ -29,11 +29,11 @@ from mahavishnu_assets.index.query_log import logged_queries, record_query
 from mahavishnu_assets.index.registry import Space, live_indexes, spaces
 from mahavishnu_assets.index.synthetic import add_chunks, clustered_embeddings, content_hash, create_space
 from mahavishnu_assets.index.synthetic import load_vectors as load_space_vectors
+from mahavishnu_assets.ingest.local_embed import WordLlamaEmbedder
 from mahavishnu_assets.ingest.pipeline import ingest_repository
 from mahavishnu_assets.search.service import search_text
 from mahavishnu_assets.settings import Settings
 from mahavishnu_assets.testing.ollama_stub import OllamaStub
-from mahavishnu_assets.testing.wordllama_embedder import WordLlamaEmbedder
 
 # Real code: packages of the standard library this interpreter runs on (about 2,000 chunks).
 STDLIB_PACKAGES = ("json", "email", "http", "logging", "asyncio", "xml")
@@ -277,7 +277,9 @@ def test_index_command_reports_both_recalls(
 async def make_ollama_space(db: Database, rows: int = 300, dims: int = 16) -> Space:
     """A space that an Ollama model made, with chunks of real-looking code for its vectors."""
     async with db.connection() as conn:
-        space_id = await create_space(conn, dims, provider="ollama", model="nomic-embed-text")
+        space_id = await create_space(
+            conn, dims, provider="ollama", model="all-minilm"
+        )  # a model without prefixes
         hashes = [content_hash(i, b"ollama") for i in range(rows)]
         await load_space_vectors(conn, space_id, clustered_embeddings(rows, dims), hashes)
         chunks = [
@@ -304,7 +306,7 @@ async def test_the_settings_embedder_makes_the_queries_through_the_ollama_protoc
         ).model_copy(
             update={
                 "embedder": "ollama",
-                "embed_model": "nomic-embed-text",
+                "embed_model": "all-minilm",
                 "ollama": test_settings.ollama.model_copy(update={"host": stub.url}),
             }
         )
@@ -323,7 +325,7 @@ async def test_unreachable_embedder_fails_before_building_or_falls_back_loudly(
         update={"host": "http://127.0.0.1:9", "max_retries": 0, "timeout_seconds": 2.0}
     )
     required = recall_settings(test_settings, min_rows_for_index=100).model_copy(
-        update={"embedder": "ollama", "embed_model": "nomic-embed-text", "ollama": dead}
+        update={"embedder": "ollama", "embed_model": "all-minilm", "ollama": dead}
     )
     with pytest.raises(AnnIndexError) as failed:
         await refresh_space(db, required, space)

@@ -292,7 +292,7 @@ async def embed_query_texts(embedder: Embedder, texts: list[str]) -> np.ndarray:
     """Query vectors as search makes them: through the embedder of the space."""
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
-    vectors = await embedder.embed(texts)
+    vectors = await embedder.embed_queries(texts)
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -346,10 +346,13 @@ async def embedder_for_space(settings: Settings, space: Space) -> tuple[Embedder
 
 def matches(embedder: Embedder, space: Space) -> bool:
     key = embedder.key
-    return (key.provider, key.model) == (space.provider, space.model) and key.dimensions in (
-        0,
-        space.dimensions,
+    same = (key.provider, key.model, key.document_prefix, key.query_prefix) == (
+        space.provider,
+        space.model,
+        space.document_prefix,
+        space.query_prefix,
     )
+    return same and key.dimensions in (0, space.dimensions)
 
 
 async def recall_queries(

@@ -17,9 +17,29 @@ class Space:
     model: str
     dimensions: int
     rows: int
+    # Part of the space's identity: vectors of other prefixes are never compared with these.
+    document_prefix: str = ""
+    query_prefix: str = ""
 
     def describe(self) -> str:
         return f"{self.provider}:{self.model}/{self.dimensions}"
+
+
+_SPACES = """SELECT s.id, s.provider, s.model, s.dimensions, s.document_prefix, s.query_prefix,
+                  (SELECT count(*) FROM mahavishnu.embeddings e WHERE e.space_id = s.id) AS rows
+             FROM mahavishnu.embedding_spaces s"""
+
+
+def _space(r: asyncpg.Record) -> Space:
+    return Space(
+        r["id"],
+        r["provider"],
+        r["model"],
+        r["dimensions"],
+        r["rows"],
+        r["document_prefix"],
+        r["query_prefix"],
+    )
 
 
 @dataclass(frozen=True)
@@ -35,12 +55,8 @@ class LiveIndex:
 
 async def spaces(conn: asyncpg.Connection) -> list[Space]:
     """Every embedding space with its number of stored vectors."""
-    rows = await conn.fetch(
-        """SELECT s.id, s.provider, s.model, s.dimensions,
-                  (SELECT count(*) FROM mahavishnu.embeddings e WHERE e.space_id = s.id) AS rows
-             FROM mahavishnu.embedding_spaces s ORDER BY s.id"""
-    )
-    return [Space(r["id"], r["provider"], r["model"], r["dimensions"], r["rows"]) for r in rows]
+    rows = await conn.fetch(f"""{_SPACES} ORDER BY s.id""")
+    return [_space(r) for r in rows]
 
 
 async def space(conn: asyncpg.Connection, space_id: int) -> Space | None:
@@ -50,12 +66,10 @@ async def space(conn: asyncpg.Connection, space_id: int) -> Space | None:
 
 async def spaces_by_id(conn: asyncpg.Connection, ids: list[int]) -> list[Space]:
     rows = await conn.fetch(
-        """SELECT s.id, s.provider, s.model, s.dimensions,
-                  (SELECT count(*) FROM mahavishnu.embeddings e WHERE e.space_id = s.id) AS rows
-             FROM mahavishnu.embedding_spaces s WHERE s.id = ANY($1::int[]) ORDER BY s.id""",
+        f"""{_SPACES} WHERE s.id = ANY($1::int[]) ORDER BY s.id""",
         ids,
     )
-    return [Space(r["id"], r["provider"], r["model"], r["dimensions"], r["rows"]) for r in rows]
+    return [_space(r) for r in rows]
 
 
 async def live_indexes(conn: asyncpg.Connection) -> list[LiveIndex]:
