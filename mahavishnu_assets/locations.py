@@ -1,8 +1,4 @@
-"""Where the project reads its inputs from: the settings folder and files, the migrations folder, the code.
-
-No pydantic here: the quick answer of an unchanged re-ingest (`ingest/quick.py`) fingerprints these inputs
-without building the settings models.
-"""
+"""Where the project reads its inputs from: the settings folder and files, the migrations folder, the code."""
 
 from __future__ import annotations
 
