@@ -39,7 +39,7 @@ from mahavishnu_assets.ingest.reader import ReadOptions
 from mahavishnu_assets.ingest.result import IngestResult as IngestResult
 from mahavishnu_assets.ingest.run_context import RunContext
 from mahavishnu_assets.ingest.space import resolve_space as resolve_space
-from mahavishnu_assets.ingest.stages import run_stages
+from mahavishnu_assets.ingest.stages import run_stages, write_rows
 from mahavishnu_assets.ingest.unchanged import UnchangedCheck, files_to_read
 from mahavishnu_assets.settings import Settings
 
@@ -202,14 +202,8 @@ class IngestRun:
 
         phase = time.perf_counter()
         if gone:
-            outcome = await store.write_batch(
-                conn,
-                repo_id=ctx.repo_id,
-                space_id=ctx.space_id,
-                dimensions=ctx.key.dimensions,
-                commit=ctx.commit,
-                config=ctx.config,
-                batch=store.BatchWrite(files=[], skips=[], remove=gone, embeddings={}, needed=set()),
+            outcome = await write_rows(
+                ctx, conn, store.BatchWrite(files=[], skips=[], remove=gone, embeddings={}, needed=set())
             )
             result.files_deleted += outcome.files_deleted
             result.chunks_deleted += outcome.chunks_deleted

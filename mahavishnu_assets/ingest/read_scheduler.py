@@ -70,11 +70,14 @@ class ReadScheduler:
         loop = asyncio.get_running_loop()
         pending: deque[tuple[list[Candidate], dict[str, bytes], asyncio.Future[list[Outcome]]]] = deque()
 
+        def read(
+            part: list[Candidate], wanted: dict[str, bytes], on: Executor
+        ) -> asyncio.Future[list[Outcome]]:
+            return loop.run_in_executor(on, reader.read_slice, part, wanted, self.options)
+
         def hand(part: list[Candidate], on: Executor) -> None:
             wanted = {c.path: same_as[c.path] for c in part if c.path in same_as}
-            pending.append(
-                (part, wanted, loop.run_in_executor(on, reader.read_slice, part, wanted, self.options))
-            )
+            pending.append((part, wanted, read(part, wanted, on)))
 
         early: deque[list[Candidate]] = deque()
         if self._pool is not None:
@@ -103,41 +106,39 @@ class ReadScheduler:
         if pool_ready is None:
             for _ in range(workers + 1):
                 hand_next()
-        while pending or pool_ready is not None:
-            if pool_ready is not None and (pool_ready.done() or not pending):
-                executor = await pool_ready
-                pool_ready = None
-                workers = self._workers if executor is not self._thread else 1
-                queue = itertools.chain(list(early), queue)
-                early.clear()
-                for _ in range(workers + 1):
+        try:
+            while pending or pool_ready is not None:
+                if pool_ready is not None and (pool_ready.done() or not pending):
+                    executor = await pool_ready
+                    pool_ready = None
+                    workers = self._workers if executor is not self._thread else 1
+                    queue = itertools.chain(list(early), queue)
+                    early.clear()
+                    for _ in range(workers + 1):
+                        hand_next()
+                    continue
+                waited = time.perf_counter()
+                try:
+                    outcomes = await pending[0][2]
+                except BrokenProcessPool:
+                    # A worker died (killed, out of memory, or a __main__ it could not import): finish the job
+                    # in the thread rather than fail it.
+                    logger.warning("Reader processes failed; reading the remaining files in a thread")
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    executor = self._thread
+                    for i, (part, wanted, _) in enumerate(pending):
+                        pending[i] = (part, wanted, read(part, wanted, executor))
+                    continue
+                self.waited += time.perf_counter() - waited
+                pending.popleft()
+                if pool_ready is None:
                     hand_next()
-                continue
-            waited = time.perf_counter()
-            try:
-                outcomes = await pending[0][2]
-            except BrokenProcessPool:
-                # A worker died (killed, out of memory, or a __main__ it could not import): finish the job in
-                # the thread rather than fail it.
-                logger.warning("Reader processes failed; reading the remaining files in a thread")
-                executor.shutdown(wait=False, cancel_futures=True)
-                executor = self._thread
-                for i, (part, wanted, _) in enumerate(pending):
-                    pending[i] = (
-                        part,
-                        wanted,
-                        loop.run_in_executor(executor, reader.read_slice, part, wanted, self.options),
-                    )
-                continue
-            self.waited += time.perf_counter() - waited
-            pending.popleft()
-            if pool_ready is None:
-                hand_next()
-            else:
-                hand_early()
-            yield outcomes
-        for _, _, future in pending:
-            future.cancel()
+                else:
+                    hand_early()
+                yield outcomes
+        finally:
+            for _, _, future in pending:
+                future.cancel()
 
     def close(self) -> None:
         """Stop reading: cancel what is not started, leave the workers to end on their own."""

@@ -98,7 +98,7 @@ async def run_stages(
             await store.accept_wire_vectors(conn)
             while (batch := await embedded.get()) is not None:
                 began = time.perf_counter()
-                outcome = await write(ctx, inflight, conn, batch)
+                outcome = await write_embedded_batch(ctx, inflight, conn, batch)
                 busy["write"] += time.perf_counter() - began
                 _count(ctx, batch, outcome)
                 progress = ctx.reporter.progress
@@ -141,7 +141,9 @@ def _count(ctx: RunContext, batch: Batch, outcome: store.BatchOutcome) -> None:
     ctx.reporter.progress.chunks_written += outcome.chunks_written
 
 
-async def write(ctx: RunContext, inflight: EmbeddingsInFlight, conn: Any, batch: Batch) -> store.BatchOutcome:
+async def write_embedded_batch(
+    ctx: RunContext, inflight: EmbeddingsInFlight, conn: Any, batch: Batch
+) -> store.BatchOutcome:
     """Replace the batch's files in one transaction; a file with a refused chunk is recorded as skipped."""
     files, skips = batch.files, list(batch.skips)
     if batch.rejected:
@@ -165,20 +167,16 @@ async def write(ctx: RunContext, inflight: EmbeddingsInFlight, conn: Any, batch:
     needed = {c.content_hash for f in files for c in f.chunks}
     # Vectors this run already committed are only checked for; the rest are stored first.
     vectors = {h: v for h, v in batch.vectors.items() if h in needed and h not in inflight.committed}
-    write = store.BatchWrite(files=files, skips=skips, remove=batch.remove, embeddings=vectors, needed=needed)
+    rows = store.BatchWrite(files=files, skips=skips, remove=batch.remove, embeddings=vectors, needed=needed)
     for _attempt in range(3):
         try:
-            outcome = await store.write_batch(
+            outcome = await write_rows(
+                ctx,
                 conn,
-                repo_id=ctx.repo_id,
-                space_id=ctx.space_id,
-                dimensions=ctx.key.dimensions,
-                commit=ctx.commit,
-                config=ctx.config,
-                batch=write,
+                rows,
                 stat_updates=batch.stat_updates,
                 # Vectors another batch computed may be stored by its writer at this moment.
-                shared=any(h not in batch.mine for h in write.embeddings),
+                shared=any(h not in batch.mine for h in rows.embeddings),
             )
             break
         except store.MissingEmbeddingsError as exc:
@@ -189,7 +187,7 @@ async def write(ctx: RunContext, inflight: EmbeddingsInFlight, conn: Any, batch:
             for h, v in zip(missing, fresh, strict=True):
                 if v is None:
                     raise IngestError("The embedding server refused a chunk it had embedded before") from None
-                write.embeddings[h] = v
+                rows.embeddings[h] = v
                 batch.mine.add(h)
                 batch.computed += 1
     else:
@@ -197,6 +195,28 @@ async def write(ctx: RunContext, inflight: EmbeddingsInFlight, conn: Any, batch:
     inflight.written(batch, set(vectors))
     batch.files = files
     return outcome
+
+
+async def write_rows(
+    ctx: RunContext,
+    conn: Any,
+    rows: store.BatchWrite,
+    *,
+    stat_updates: list[tuple[str, int | None, int | None, int | None]] | None = None,
+    shared: bool = False,
+) -> store.BatchOutcome:
+    """`store.write_batch` into the run's repository, space and commit."""
+    return await store.write_batch(
+        conn,
+        repo_id=ctx.repo_id,
+        space_id=ctx.space_id,
+        dimensions=ctx.key.dimensions,
+        commit=ctx.commit,
+        config=ctx.config,
+        batch=rows,
+        stat_updates=stat_updates,
+        shared=shared,
+    )
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
