@@ -136,9 +136,6 @@ class IngestSettings(BaseModel):
     process_min_files: int = Field(default=200, ge=1)
     # Connections writing file batches in parallel (each batch is still one transaction).
     writer_connections: int = Field(default=2, ge=1, le=16)
-    # `mahavishnu ingest` keeps a quick answer for a repository proven unchanged (ingest/quick.py): the next
-    # command with the same inputs checks git and the database without loading the settings machinery.
-    quick_answers: bool = True
 
 
 class IndexSettings(BaseModel):

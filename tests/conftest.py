@@ -24,15 +24,6 @@ from mahavishnu_assets.settings import Settings
 TEMPLATE = "mahavishnu_test_template"
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test keeps `mahavishnu ingest`'s quick answers (ingest/quick.py) in its own folder, never the
-    user's cache."""
-    folder = tmp_path_factory.mktemp("cache")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
-    return folder
-
-
 @pytest.fixture(scope="session")
 def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mhome")

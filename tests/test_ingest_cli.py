@@ -63,6 +63,14 @@ def test_ingest_json_then_unchanged(
     assert second["embeddings_computed"] == 0 and second["files_changed"] == 0
     assert second["chunks_written"] == 0 and second["files_skipped"] == 1
 
+    # `mahavishnu status` reports the ingest domain beside the pool's figures.
+    assert main(["status", "--json"]) == 0
+    status = _last_json(capsys.readouterr().out)
+    assert [(r["name"], r["files"], r["last_run"]) for r in status["repositories"]] == [
+        ("proj", 2, "succeeded")
+    ]
+    assert status["ingest_recommendations"] == [] and status["pool"]["health"]
+
 
 def test_fallback_to_local_is_announced(
     database: ConnectTarget,
@@ -106,9 +114,12 @@ def test_human_output_and_errors(
 
 def test_progress_bar_draws_and_clears() -> None:
     stream = io.StringIO()
-    bar = ProgressBar(stream, width=10)
-    progress = Progress(phase="ingest", files_total=4, files_done=2, chunks_written=7)
-    Throttled(bar, interval=0)(progress)
-    assert "[#####-----]" in stream.getvalue() and "2/4 files" in stream.getvalue()
+    bar = ProgressBar(stream)
+    sink = Throttled(bar, interval=0)
+    sink(Progress(phase="discover"))
+    sink(Progress(phase="ingest", files_total=4, files_done=2, chunks_written=7, embeddings_computed=5))
+    drawn = stream.getvalue()
+    assert "ingest" in drawn and "2/4" in drawn and "7 chunks, 5 embedded" in drawn
     bar.close()
-    assert stream.getvalue().endswith("\r\x1b[K")
+    cleared = stream.getvalue()[len(drawn) :]
+    assert cleared.endswith("\r") and cleared.strip() == ""  # the bar's line is blanked

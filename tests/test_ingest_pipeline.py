@@ -11,7 +11,6 @@ import pytest
 
 from mahavishnu_assets.database.pool import Database, PoolConfig, connect
 from mahavishnu_assets.database.target import ConnectTarget
-from mahavishnu_assets.errors import EmbeddingMismatchError
 from mahavishnu_assets.ingest.chunk import split_lines
 from mahavishnu_assets.ingest.pipeline import ingest_repository
 from mahavishnu_assets.ingest.reader import read_slice as _real_read_slice
@@ -120,41 +119,6 @@ async def test_a_large_first_ingest_checks_foreign_keys_by_index_not_by_scanning
     assert chunks_inserted == 2000
     assert row is not None and row["n_tup_ins"] == 2000
     assert row["seq_tup_read"] < 300_000, row
-
-
-async def test_the_collector_is_left_as_it_was_found(
-    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
-) -> None:
-    import gc
-
-    before = gc.get_threshold()
-    repo = make_repo(tmp_path / "repo", base_files())
-    settings = ingest_settings(database, tmp_path / "home", stub.url)
-    await ingest_repository(db, settings, repo, name="r")
-    write_files(repo, {"src/alpha.py": python_module("alpha_changed")})
-    stub.configure(wrong_dimensions=DIMENSIONS + 1)  # the run stops mid-pipeline
-    try:
-        with pytest.raises(EmbeddingMismatchError):
-            await ingest_repository(db, settings, repo, name="r")
-    finally:
-        stub.configure(wrong_dimensions=None)
-    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
-
-
-def test_overlapping_runs_restore_the_collector_once_the_last_ends() -> None:
-    import gc
-
-    from mahavishnu_assets.ingest.pipeline import collector_for_a_run
-
-    before = gc.get_threshold()
-    first, second = collector_for_a_run(), collector_for_a_run()
-    first.__enter__()
-    second.__enter__()
-    assert gc.get_threshold()[0] == 10 * before[0]
-    first.__exit__(None, None, None)  # the first run ends while the second still runs
-    assert gc.get_threshold()[0] == 10 * before[0] and gc.get_freeze_count() > 0
-    second.__exit__(None, None, None)
-    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 async def test_unchanged_reingest_reads_and_embeds_nothing(
@@ -305,36 +269,33 @@ async def test_files_the_thread_has_not_read_when_the_workers_are_up_go_to_them(
     assert 100 < sum(_THREAD_SLICES) < 300
 
 
-async def test_a_first_ingest_starts_the_reader_processes_early_and_a_reingest_does_not(
+async def test_a_first_ingest_reads_in_processes_and_an_edit_in_a_thread(
     db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from multiprocessing import forkserver
-
     from mahavishnu_assets.ingest import reader
 
-    calls: list[int] = []
-    real = reader.prestart
+    pools: list[tuple[int, bool]] = []
+    real = reader.make_pool
 
-    def recording(files: int, **options: Any) -> None:
-        calls.append(files)
-        real(files, **options)
+    def recording(files: int, **options: Any) -> Any:
+        pool, workers = real(files, **options)
+        pools.append((files, pool is not None))
+        return pool, workers
 
-    monkeypatch.setattr(reader, "prestart", recording)
+    monkeypatch.setattr(reader, "make_pool", recording)
     files = {**base_files(), **{f"many/m{i}.py": python_module(f"m{i}", 2) for i in range(10)}}
     repo = make_repo(tmp_path / "repo", files)
     settings = ingest_settings(database, tmp_path / "home", stub.url, reader_processes=2, process_min_files=5)
-    await ingest_repository(db, settings, repo, name="r")
-    assert calls == [len(files)]
-    server = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
-    assert server is not None and os.waitpid(server, os.WNOHANG) == (0, 0)  # started and still serving
+    first = await ingest_repository(db, settings, repo, name="r")
+    assert first.files_changed == len(files) and pools == [(len(files), True)]
 
     write_files(repo, {"src/alpha.py": python_module("alpha_edited", 3)})
     commit_all(repo, "edit")
     again = await ingest_repository(db, settings, repo, name="r")
-    assert again.files_changed == 1 and calls == [len(files)]  # files are stored: most will not be read
+    assert again.files_changed == 1 and pools == [(len(files), True), (1, False)]
 
 
-def test_the_fork_server_starts_only_for_jobs_big_enough_for_processes() -> None:
+def test_worker_processes_only_for_jobs_big_enough() -> None:
     from mahavishnu_assets.ingest import reader
 
     assert reader._pool_size(10, 2, min_files=11) == 0

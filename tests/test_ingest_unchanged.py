@@ -223,20 +223,6 @@ async def test_a_refused_chunk_keeps_the_full_path(
     assert await key_of(db, "demo") is None
 
 
-def test_prefetched_git_answer_is_used_once(tmp_path: Path) -> None:
-    from mahavishnu_assets.ingest import discover
-
-    repo = make_repo(tmp_path / "repo", files())
-    head = ingest_helpers.git(repo, "rev-parse", "HEAD")
-    discover.prefetch_clean_head(repo)
-    assert discover.git_clean_head(repo.resolve()) == head
-    assert str(repo.resolve()) not in discover._prefetched
-    write_files(repo, {"untracked.txt": "new\n"})
-    assert discover.git_clean_head(repo.resolve()) is None  # asked again, not the earlier answer
-    discover.prefetch_clean_head(tmp_path / "missing")  # the ingest reports a bad path, not the prefetch
-    assert discover._prefetched == {}
-
-
 async def test_a_repository_with_clean_filters_never_runs_them(
     db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
 ) -> None:

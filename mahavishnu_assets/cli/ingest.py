@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mahavishnu_assets.cli.output import subcommand
 
-if TYPE_CHECKING:
-    from mahavishnu_assets.database.pool import Database
-    from mahavishnu_assets.settings import Settings
-
 
 async def ingest(args: argparse.Namespace) -> dict[str, Any]:
-    from mahavishnu_assets.ingest import quick
-
-    # A repository proven unchanged, asked with the same inputs as before: answered without the settings models.
-    answer = await quick.answer(args.path, args.name)
-    if answer is not None:
-        return answer
     # Imported here: `mahavishnu --help` and the other commands never pay for the ingest machinery.
     from mahavishnu_assets.cli.context import opened
     from mahavishnu_assets.ingest.pipeline import ingest_repository
     from mahavishnu_assets.ingest.progress import ProgressBar, Throttled
 
-    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.no_progress else None
     async with opened() as (settings, db):
+        bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.no_progress else None
         try:
             result = await ingest_repository(
                 db,
@@ -38,48 +28,7 @@ async def ingest(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             if bar is not None:
                 bar.close()
-        report = result.to_dict()
-        await _keep_quick_answer(settings, db, args.name, report)
-    return report
-
-
-async def _keep_quick_answer(
-    settings: Settings, db: Database, name: str | None, report: dict[str, Any]
-) -> None:
-    """Let the next identical command answer quickly, when nothing it would skip can change its answer."""
-    from pathlib import Path
-
-    from mahavishnu_assets.ingest import quick
-    from mahavishnu_assets.ingest.pipeline import ingest_config, key_facts
-
-    target = db.target
-    # `auto` picks its embedder by asking Ollama, which the quick answer does not; a password is never kept.
-    if not settings.ingest.quick_answers or settings.embedder == "auto" or target.password is not None:
-        return
-    pg = settings.postgres
-    connect = {
-        "target": target.connect_kwargs(),
-        "timeout": pg.connect_timeout_seconds,
-        "command_timeout": pg.command_timeout_seconds,
-        "application_name": pg.application_name,
-    }
-    config = ingest_config(settings)
-    root = Path(report["root_path"])
-    async with db.connection() as conn:
-        await quick.remember(
-            conn,
-            name=name,
-            result=report,
-            facts_of=lambda space_id: key_facts(settings, config, root, space_id),
-            connect=connect,
-        )
-
-
-def ask_git(args: argparse.Namespace) -> None:
-    """Git answers whether the tree is clean while Python imports the rest and reaches the server."""
-    from mahavishnu_assets.ingest.discover import prefetch_clean_head
-
-    prefetch_clean_head(args.path)
+    return result.to_dict()
 
 
 def render(result: dict[str, Any]) -> str:
@@ -131,10 +80,6 @@ async def ingest_status(settings: Any, db: Any) -> dict[str, Any]:
     return {"repositories": repos, "ingest_recommendations": advice}
 
 
-# The commands `register` adds.
-COMMANDS = ("ingest",)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     parser = subcommand(
         sub,
@@ -142,7 +87,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         ingest,
         "incremental ingest of one repository (registers it)",
         render=render,
-        prepare=ask_git,
     )
     parser.add_argument("path", help="the repository's folder (a git work tree or a plain folder)")
     parser.add_argument("--name", help="the repository's name (default: the folder's name)")

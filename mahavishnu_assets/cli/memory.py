@@ -123,10 +123,6 @@ def render_maintain(result: dict[str, Any]) -> str:
     )
 
 
-# The commands `register` adds.
-COMMANDS = ("snapshot", "maintain")
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     snapshot = sub.add_parser("snapshot", help="memory snapshots", description="memory snapshots")
     snap_sub = snapshot.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")

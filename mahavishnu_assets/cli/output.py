@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -13,14 +14,18 @@ from mahavishnu_assets.errors import ConfigurationError, MahavishnuError, redact
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
 Renderer = Callable[[dict[str, Any]], str]
-Prepare = Callable[[argparse.Namespace], None]
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
+def add_common_options(parser: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
+    # A subcommand's parser sets no default of its own: it would override the flag given before the command.
+    default: Any = argparse.SUPPRESS if subcommand else False
     parser.add_argument(
-        "--json", action="store_true", help="print one JSON object as the last line of stdout"
+        "--json",
+        action="store_true",
+        default=default,
+        help="print one JSON object as the last line of stdout",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log more to stderr")
 
 
 def _default_render(result: dict[str, Any]) -> str:
@@ -32,13 +37,8 @@ def _default_render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def command(
-    handler: Handler, render: Renderer | None = None, prepare: Prepare | None = None
-) -> Callable[[argparse.Namespace], int]:
-    """Wrap an async handler: run it, print its result, turn our errors into a one-line JSON error.
-
-    `prepare` runs first, before asyncio and the database machinery are imported (about 0.25 s): a command
-    starts work that runs outside Python there, such as git, so it overlaps the imports."""
+def command(handler: Handler, render: Renderer | None = None) -> Callable[[argparse.Namespace], int]:
+    """Wrap an async handler: run it, print its result, turn our errors into a one-line JSON error."""
 
     def run(args: argparse.Namespace) -> int:
         logging.basicConfig(
@@ -48,10 +48,6 @@ def command(
         )
         as_json = bool(getattr(args, "json", False))
         try:
-            if prepare is not None:
-                prepare(args)
-            import asyncio
-
             result = asyncio.run(handler(args))
         except MahavishnuError as exc:
             return _fail(exc, as_json)
@@ -92,9 +88,8 @@ def subcommand(
     handler: Handler,
     help_text: str,
     render: Renderer | None = None,
-    prepare: Prepare | None = None,
 ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    add_common_options(parser)
-    parser.set_defaults(handler=command(handler, render, prepare))
+    add_common_options(parser, subcommand=True)
+    parser.set_defaults(handler=command(handler, render))
     return parser

@@ -95,7 +95,8 @@ def run_main_job(repo: str, log_level: str = "WARNING") -> dict[str, Any]:
 async def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     from mahavishnu_assets.cli.context import opened
     from mahavishnu_assets.ingest import store
-    from mahavishnu_assets.ingest.pipeline import check_repo_name, default_repo_name, resolve_root
+    from mahavishnu_assets.ingest.discover import resolve_root
+    from mahavishnu_assets.ingest.names import check_repo_name, default_repo_name
     from mahavishnu_assets.search.filters import SearchFilters
     from mahavishnu_assets.search.service import search_text
 
@@ -153,10 +154,6 @@ def render(result: dict[str, Any]) -> str:
             )
     lines.append(f"Dagster UI: DAGSTER_HOME={result['dagster_home']} dagster dev")
     return "\n".join(lines)
-
-
-# The commands `register` adds.
-COMMANDS = ("pipeline",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -108,10 +108,6 @@ async def index_status(settings: Any, db: Any) -> dict[str, Any]:
     return await status_extension(settings, db)
 
 
-# The commands `register` adds.
-COMMANDS = ("index", "search")
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = subcommand(sub, "index", index, "build or re-tune the ANN index", render=render_index)
     p.add_argument(

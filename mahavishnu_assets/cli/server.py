@@ -44,6 +44,9 @@ async def down(args: argparse.Namespace) -> dict[str, Any]:
 
 async def status(args: argparse.Namespace) -> dict[str, Any]:
     from mahavishnu_assets.cli.context import opened
+    from mahavishnu_assets.cli.ingest import ingest_status
+    from mahavishnu_assets.cli.memory import pool_status
+    from mahavishnu_assets.cli.search import index_status
     from mahavishnu_assets.database.migrations import schema_version
 
     async with opened() as (settings, db):
@@ -58,18 +61,10 @@ async def status(args: argparse.Namespace) -> dict[str, Any]:
             "pool": db.stats().to_dict(),
             "recommendations": [],
         }
-        for extend in STATUS_EXTENSIONS:
-            result.update(await extend(settings, db))
+        # The other domains' figures: repositories and their last ingests, index recall, pool advice.
+        for domain_status in (ingest_status, index_status, pool_status):
+            result.update(await domain_status(settings, db))
         return result
-
-
-# Other domains add their figures to `mahavishnu status` (statistics, index recall, pool recommendations): the
-# command package lists them.
-STATUS_EXTENSIONS: list[Any] = []
-
-
-# The commands `register` adds.
-COMMANDS = ("up", "down", "status")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -15,9 +15,7 @@ import os
 import re
 import stat
 import subprocess
-import threading
 from collections.abc import Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,34 +209,10 @@ def git_head(root: Path) -> str | None:
     return out.decode().strip() or None if out else None
 
 
-_prefetched: dict[str, Future[str | None]] = {}
-
-
-def prefetch_clean_head(path: Path | str) -> None:
-    """Start `git_clean_head` in a thread (it mostly waits for git): the next call for this root takes its
-    answer, so a command can ask git while it connects to the database."""
-    try:
-        root = resolve_root(path)
-    except IngestError:
-        return  # the ingest itself reports it
-    future: Future[str | None] = Future()
-
-    def work() -> None:
-        try:
-            future.set_result(_clean_head(root))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=work, name="mahavishnu-git-status", daemon=True).start()
-    _prefetched[str(root)] = future
-
-
-def git_clean_head(root: Path, *, keep: bool = False) -> str | None:
+def git_clean_head(root: Path) -> str | None:
     """HEAD when `root` is the top of a git work tree in which git sees nothing modified, staged, deleted or
-    untracked (ignored files aside); None otherwise, or outside git. `keep` leaves a prefetched answer for the
-    next call (a quick answer that declines hands it to the full path)."""
-    future = _prefetched.get(str(root)) if keep else _prefetched.pop(str(root), None)
-    return future.result() if future is not None else _clean_head(root)
+    untracked (ignored files aside); None otherwise, or outside git."""
+    return _clean_head(root)
 
 
 # Files modified this close to being read may change again within the file system's timestamp granularity

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +35,23 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+class ProgressReporter:
+    """A run's progress and whoever watches it; a failing watcher never fails the run."""
+
+    def __init__(self, callback: ProgressCallback | None = None) -> None:
+        self.progress = Progress()
+        self._callback = callback
+
+    def tick(self, phase: str | None = None) -> None:
+        if phase:
+            self.progress.phase = phase
+        if self._callback is not None:
+            try:
+                self._callback(self.progress)
+            except Exception:  # a broken progress display must not break the ingest
+                logger.debug("progress callback failed", exc_info=True)
+
+
 class Throttled:
     """Calls `sink` at most every `interval` seconds (and always for a new phase)."""
 
@@ -50,24 +70,23 @@ class Throttled:
 
 
 class ProgressBar:
-    """A one-line bar redrawn on a terminal (stderr), cleared at the end."""
+    """A tqdm bar of the files to read on a terminal (stderr), with chunks and embeddings beside it; cleared
+    at the end."""
 
-    def __init__(self, stream: TextIO | None = None, width: int = 28) -> None:
-        self.stream = stream or sys.stderr
-        self.width = width
-        self._drawn = False
+    def __init__(self, stream: TextIO | None = None) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=0, unit="file", file=stream or sys.stderr, leave=False, dynamic_ncols=True)
 
     def __call__(self, progress: Progress) -> None:
-        total = max(progress.files_total, 1)
-        done = min(progress.files_done, total)
-        filled = int(self.width * done / total)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {progress.line()}\x1b[K")
-        self.stream.flush()
-        self._drawn = True
+        bar = self._bar
+        if bar.total != progress.files_total:
+            bar.reset(total=progress.files_total)
+        bar.set_postfix_str(
+            f"{progress.chunks_written} chunks, {progress.embeddings_computed} embedded", refresh=False
+        )
+        bar.update(progress.files_done - bar.n)
+        bar.set_description(progress.phase)  # redraws, also when no file was done since the last call
 
     def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._drawn = False
+        self._bar.close()

@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,13 +99,6 @@ def needs_no_parser(path: str) -> bool:
     return "." in path.rsplit("/", 1)[-1] and _kind(detect_language(path)) == "lines"
 
 
-def _warm() -> None:
-    """Import the chunkers once per worker before the first real slice arrives."""
-    from mahavishnu_assets.ingest.chunk import _quiet_llama_index
-
-    _quiet_llama_index()
-
-
 def _main_reimportable() -> bool:
     """Worker processes re-import the main script (a multiprocessing rule); a script read from stdin or deleted
     since cannot be, so such callers get a thread instead."""
@@ -135,26 +128,17 @@ def _pool_size(files: int, processes: int | None, min_files: int) -> int:
 
 def _context() -> Any:
     if "forkserver" in multiprocessing.get_all_start_methods():
-        # A fork server (safe with threads, unlike fork) that imports llama-index once for all workers.
+        # A fork server (safe with threads, unlike fork) that imports the readers and llama-index's parsers
+        # once, for every worker it forks.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["mahavishnu_assets.ingest._preload"])
+        context.set_forkserver_preload([__name__, "llama_index.core.node_parser"])
         return context
     return multiprocessing.get_context("spawn")
 
 
-def prestart(files: int, *, processes: int | None, min_files: int) -> None:
-    """Start the fork server now if reading `files` files will use worker processes: its import of the code
-    parsers (about a second) then overlaps the caller's remaining setup instead of delaying the first chunks."""
-    if _pool_size(files, processes, min_files) and _context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-
-
-def make_executor(files: int, *, processes: int | None, min_files: int) -> tuple[Executor, int]:
-    """A process pool for big jobs (so chunking runs beside the event loop), else one thread."""
+def make_pool(files: int, *, processes: int | None, min_files: int) -> tuple[ProcessPoolExecutor | None, int]:
+    """A process pool and its size for reading `files` files, or (None, 1) when one thread is enough."""
     workers = _pool_size(files, processes, min_files)
     if workers:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_warm)
-        return pool, workers
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="mahavishnu-read"), 1
+        return ProcessPoolExecutor(max_workers=workers, mp_context=_context()), workers
+    return None, 1

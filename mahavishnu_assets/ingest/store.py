@@ -524,8 +524,7 @@ async def unchanged_state(conn: asyncpg.Connection, name: str) -> asyncpg.Record
 async def record_unchanged_run(
     conn: asyncpg.Connection, repo_id: int, commit: str | None, space_id: int, stats_json: str
 ) -> int:
-    """A finished run that had nothing to do, in one short transaction. The stats come as JSON text, so a
-    connection without the jsonb codec (the quick answer's) records the same row."""
+    """A finished run that had nothing to do, in one short transaction (the stats as JSON text)."""
     async with conn.transaction():
         await conn.execute("SET LOCAL synchronous_commit = off")
         run_id = await conn.fetchval(

@@ -1,0 +1,67 @@
+"""A batch of files on its way through an ingest: what reading found, then the vectors embedding added."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from mahavishnu_assets.ingest import store
+from mahavishnu_assets.ingest.discover import UNREADABLE
+from mahavishnu_assets.ingest.reader import Outcome
+
+
+@dataclass
+class Batch:
+    """The outcomes of reading some files, as rows to write, with the counts they add to the run's report."""
+
+    files: list[store.NewFile] = field(default_factory=list)
+    skips: list[store.NewSkip] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    stat_updates: list[tuple[str, int | None, int | None, int | None]] = field(default_factory=list)
+    files_read: int = 0
+    added: int = 0
+    modified: int = 0
+    unchanged: int = 0
+    skip_reasons: Counter[str] = field(default_factory=Counter)
+    chunk_count: int = 0  # kept as files are added: the reader checks it after every file
+    # Filled by the embedding stage.
+    vectors: dict[bytes, Any] = field(default_factory=dict)
+    rejected: set[bytes] = field(default_factory=set)
+    mine: set[bytes] = field(default_factory=set)  # hashes this batch embedded itself
+    owned: dict[bytes, asyncio.Future[Any]] = field(default_factory=dict)  # in-flight entries it created
+    computed: int = 0
+
+    def add(self, outcome: Outcome, stored_paths: set[str] | dict[str, Any]) -> None:
+        """Take one file's outcome; `stored_paths` tells a modified file from an added one."""
+        self.files_read += 1
+        mtime, ctime, inode = outcome.stat
+        if outcome.kind == "skip":
+            assert outcome.reason is not None
+            self.skip_reasons[outcome.reason] += 1
+            if outcome.reason == UNREADABLE:
+                self.remove.append(outcome.path)  # not remembered: tried again next run
+            else:
+                self.skips.append(
+                    store.NewSkip(outcome.path, outcome.reason, outcome.size, mtime, ctime, inode)
+                )
+        elif outcome.kind == "same":
+            self.unchanged += 1
+            self.stat_updates.append((outcome.path, mtime, ctime, inode))
+        else:
+            assert outcome.file is not None
+            self.files.append(outcome.file)
+            self.chunk_count += len(outcome.file.chunks)
+            if outcome.path in stored_paths:
+                self.modified += 1
+            else:
+                self.added += 1
+
+    def needed(self) -> dict[bytes, str]:
+        """Each chunk content of the batch's files by its hash."""
+        out: dict[bytes, str] = {}
+        for f in self.files:
+            for c in f.chunks:
+                out.setdefault(c.content_hash, c.content)
+        return out

@@ -1,0 +1,102 @@
+"""The embeddings of one ingest run in flight: each chunk content is embedded once, however many batches hold it.
+
+A batch asks the database which of its contents the cache of the active space lacks; of those, a content no
+other batch is embedding is embedded by this batch (its future is shared), the rest are awaited. Once a
+writer has committed a batch, its vectors are known to be stored and are not looked up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mahavishnu_assets.database.pool import Database
+from mahavishnu_assets.ingest import store
+from mahavishnu_assets.ingest.batch import Batch
+from mahavishnu_assets.ingest.embed import Embedder
+
+
+class EmbeddingsInFlight:
+    """Vectors one run is computing (shared futures) and those it has committed, by content hash."""
+
+    def __init__(self, db: Database, embedder: Embedder) -> None:
+        self.db = db
+        self.embedder = embedder
+        self._pending: dict[bytes, asyncio.Future[Any]] = {}
+        self.committed: set[bytes] = set()
+
+    async def embed_texts(self, texts: list[str]) -> list[Any]:
+        """float32 vectors (numpy rows, either byte order) or None for refused inputs."""
+        return await self.embedder.embed_partial(texts)
+
+    async def embed_batch(self, batch: Batch, space_id: int) -> None:
+        """Give `batch` a vector (or a refusal) for every content the cache lacks."""
+        needed = batch.needed()
+        if not needed:
+            return
+        candidates = [h for h in needed if h not in self.committed]
+        async with self.db.connection() as conn:
+            present = await store.existing_embeddings(conn, space_id, candidates)
+        mine: list[bytes] = []
+        theirs: dict[bytes, asyncio.Future[Any]] = {}
+        loop = asyncio.get_running_loop()
+        for h in candidates:
+            # Written by another batch while we looked in the database: in the cache now.
+            if h in present or h in self.committed:
+                continue
+            future = self._pending.get(h)
+            if future is None:
+                future = self._pending[h] = loop.create_future()
+                batch.owned[h] = future
+                mine.append(h)
+            else:
+                theirs[h] = future
+        if mine:
+            try:
+                vectors = await self.embed_texts([needed[h] for h in mine])
+            except BaseException as exc:
+                for h in mine:
+                    future = batch.owned[h]
+                    self._forget(h, future)
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                        future.exception()  # marked retrieved: the batch's own error is what gets reported
+                raise
+            vectors = wire(vectors)
+            for h, vector in zip(mine, vectors, strict=True):
+                batch.owned[h].set_result(vector)
+                if vector is None:
+                    batch.rejected.add(h)
+                else:
+                    batch.vectors[h] = vector
+                    batch.mine.add(h)
+            batch.computed = sum(1 for v in vectors if v is not None)
+        for h, future in theirs.items():
+            vector = await future
+            if vector is None:
+                batch.rejected.add(h)
+            else:
+                batch.vectors[h] = vector
+
+    def written(self, batch: Batch, stored: set[bytes]) -> None:
+        """`batch` is committed with the vectors `stored`: later batches need not look them up."""
+        self.committed.update(stored)
+        for h, future in batch.owned.items():
+            self._forget(h, future)
+
+    def _forget(self, content_hash: bytes, future: asyncio.Future[Any]) -> None:
+        """Drop an in-flight entry, only if it is still the one this batch created (another may have replaced
+        it after this batch's vector was written)."""
+        if self._pending.get(content_hash) is future:
+            del self._pending[content_hash]
+
+
+def wire(vectors: list[Any]) -> list[Any]:
+    """Vectors in pgvector's wire format for the writers' COPY (None stays None)."""
+    import numpy as np
+
+    present = [v for v in vectors if v is not None]
+    if not present:
+        return vectors
+    encoded = iter(store.vector_wire(np.asarray(present, dtype=">f4")))
+    return [None if v is None else next(encoded) for v in vectors]
