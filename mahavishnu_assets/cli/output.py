@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from mahavishnu_assets import telemetry
 from mahavishnu_assets.errors import ConfigurationError, MahavishnuError, redact
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
@@ -48,6 +49,7 @@ def command(handler: Handler, render: Renderer | None = None) -> Callable[[argpa
         )
         as_json = bool(getattr(args, "json", False))
         try:
+            telemetry.configure_from_environment()
             result = asyncio.run(handler(args))
         except MahavishnuError as exc:
             return _fail(exc, as_json)

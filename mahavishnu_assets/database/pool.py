@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from mahavishnu_assets import telemetry
 from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.database.vectors import register_vector_codec
 from mahavishnu_assets.errors import (
@@ -273,20 +274,21 @@ class Database:
         waited = c.in_use + c.waiting_now >= self.config.max_size
         if waited:
             c.waits += 1
+            telemetry.pool_waits.add(1)
         c.waiting_now += 1
         try:
             conn = await pool.acquire(timeout=timeout or self.config.acquire_timeout)
         except TimeoutError:
-            c.failures += 1
+            self._failed("timeout")
             raise PoolExhaustedError(
                 f"No database connection became free within {timeout or self.config.acquire_timeout:.0f}s "
                 f"(pool max {self.config.max_size})"
             ) from None
         except asyncpg.exceptions.TooManyConnectionsError as exc:
-            c.failures += 1
+            self._failed("too_many_connections")
             raise connection_error(self.target, exc) from None
         except CONNECTION_ERRORS as exc:
-            c.failures += 1
+            self._failed("connection")
             self._healthy = False
             raise connection_error(self.target, exc) from None
         finally:
@@ -299,15 +301,17 @@ class Database:
             try:
                 conn = await pool.acquire(timeout=timeout or self.config.acquire_timeout)
             except Exception as exc:
-                c.failures += 1
+                self._failed("reconnect")
                 self._healthy = False
                 raise connection_error(self.target, exc) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
+        telemetry.pool_acquire_duration.record(elapsed_ms / 1000)
         c.acquires += 1
         c.acquire_ms.append(elapsed_ms)
         if waited:
             c.wait_ms.append(elapsed_ms)
         c.set_in_use(c.in_use + 1)
+        telemetry.pool_in_use.add(1)
         c.peak_in_use = max(c.peak_in_use, c.in_use)
         try:
             # A pool proxy behaves as a Connection; the stubs type it apart.
@@ -317,7 +321,12 @@ class Database:
             raise
         finally:
             c.set_in_use(c.in_use - 1)
+            telemetry.pool_in_use.add(-1)
             await pool.release(conn)
+
+    def _failed(self, kind: str) -> None:
+        self._counters.failures += 1
+        telemetry.pool_failures.add(1, {"kind": kind})
 
     @asynccontextmanager
     async def transaction(self, **kwargs: Any) -> AsyncIterator[asyncpg.Connection]:

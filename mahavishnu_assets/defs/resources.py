@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
+from mahavishnu_assets import telemetry
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.database.server import open_database
 from mahavishnu_assets.errors import DatabaseUnavailableError
@@ -35,6 +36,7 @@ class PostgresResource(ConfigurableResource):
         self, context: InitResourceContext
     ) -> AsyncIterator["PostgresResource"]:
         settings = load_settings()
+        telemetry.configure_from_environment()
         overrides: dict[str, Any] = {}
         if self.pool_max_size is not None:
             overrides["max_size"] = self.pool_max_size

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mahavishnu_assets import telemetry
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.errors import IngestError, MahavishnuError
 from mahavishnu_assets.ingest import store
@@ -311,10 +312,35 @@ async def ingest_repository(
     own = embedder is None
     embedder = embedder or make_embedder(settings)
     try:
-        return await IngestRun(db, settings, embedder, progress=progress).run(path, name)
+        result = await IngestRun(db, settings, embedder, progress=progress).run(path, name)
     finally:
         if own:
             await embedder.aclose()
+    record_metrics(result)
+    return result
+
+
+def record_metrics(result: IngestResult) -> None:
+    """The run's counts and stage seconds as OpenTelemetry metrics (no-ops unless an exporter is on)."""
+    repo = result.repo
+    counts = {
+        telemetry.ingest_files: {
+            "seen": result.files_seen,
+            "changed": result.files_changed,
+            "deleted": result.files_deleted,
+            "skipped": result.files_skipped,
+        },
+        telemetry.ingest_chunks: {"written": result.chunks_written, "deleted": result.chunks_deleted},
+        telemetry.ingest_embeddings: {
+            "computed": result.embeddings_computed,
+            "reused": result.embeddings_reused,
+        },
+    }
+    for counter, by_outcome in counts.items():
+        for outcome, value in by_outcome.items():
+            counter.add(value, {"repo": repo, "outcome": outcome})
+    for stage, seconds in result.phases.items():
+        telemetry.ingest_stage_duration.record(seconds, {"stage": stage})
 
 
 async def embed_repository(

@@ -7,10 +7,12 @@ of other models are never compared with the query. Searching never creates a spa
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import asyncpg
 
+from mahavishnu_assets import telemetry
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.errors import SearchError
 from mahavishnu_assets.index.query_log import record_query
@@ -65,6 +67,7 @@ async def search_text(
     embedder: Embedder | None = None,
 ) -> dict[str, Any]:
     """The `mahavishnu search` operation: results plus how they were found."""
+    started = time.perf_counter()
     if mode not in MODES:
         raise SearchError(f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text or hybrid.")
     check_k(k)
@@ -95,4 +98,6 @@ async def search_text(
     await record_query(db, settings, space_id, mode, query)
     out = {"query": query, "k": k, "space": space, **result.to_dict()}
     out["notices"] = notices + out["notices"]
+    telemetry.search_duration.record(time.perf_counter() - started, {"mode": mode})
+    telemetry.search_results.record(len(out["results"]), {"mode": mode})
     return out
