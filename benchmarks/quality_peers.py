@@ -20,6 +20,7 @@ b=0.75); hits with score 0 (no query term) are not results.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -160,6 +161,8 @@ def bm25_ranks(nodes: Split, queries: dict[str, list[str]]) -> tuple[dict[str, l
     """Top-10 hits of bm25s over the nodes' texts for every query of every set, and the index seconds."""
     import bm25s
 
+    # bm25s sets its own logger to DEBUG when imported; its index-building notes are not progress worth showing.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
     started = time.perf_counter()
     ids = [n.node_id for n in nodes.nodes]
     retriever = bm25s.BM25()

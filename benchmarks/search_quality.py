@@ -260,7 +260,7 @@ async def our_hits(
         await db.close()
     info = {
         "query_seconds": seconds,
-        "vector_method": {m: sorted(v) for m, v in methods.items()},
+        "vector_method": {m: sorted(v) for m, v in methods.items() if m != "text"},
         "declined": errors,
         "declined_example": messages,
         "postgres": versions["postgres"],
@@ -475,7 +475,8 @@ def targets(result: dict[str, Any]) -> list[str]:
 def versions() -> str:
     names = (
         "llama-index-core",
-        "llama-index-vector-stores-postgres",
+        "llama-index-vector-stores-faiss",
+        "faiss-cpu",
         "bm25s",
         "wordllama",
         "tree-sitter-python",
@@ -493,7 +494,8 @@ def header(
         f"Date: {time.strftime('%Y-%m-%d')}. Machine: {machine()}. Code: commit {commit()}. "
         f"Command: `python benchmarks/search_quality.py --corpus {corpora} --max-queries {args.max_queries} --write` "
         f"({wall / 60:.1f} min wall for the whole run; CPU seconds outside PostgreSQL: the benchmark's process "
-        f"{cpu['benchmark']}, the commands it ran {cpu['commands']}). Versions: {versions()}; PostgreSQL {ours.get('postgres', '?')} "
+        f"{cpu['benchmark']}, the commands it ran {cpu['commands']}; load average {cpu['load'][0]} at the start, "
+        f"{cpu['load'][1]} at the end, on {os.cpu_count()} cores). Versions: {versions()}; PostgreSQL {ours.get('postgres', '?')} "
         f"+ pgvector {ours.get('pgvector', '?')} (embedded).",
         "",
         "Setup: each corpus is a project's source distribution from PyPI, **Python files only**, every docstring "
@@ -509,7 +511,8 @@ def header(
         f"Same embedding model for everyone: WordLlama l2_supercat, {DIMENSIONS} dimensions, from its wheel. Ours: "
         "`mahavishnu ingest` (the real command) with MAHAVISHNU_EMBEDDER=ollama against the Ollama protocol stub "
         "serving WordLlama vectors, then each query through the search service in process (one pool; the vector "
-        f"half ran {json.dumps(ours.get('vector_method', {}))}: no ANN index is built by ingest). LlamaIndex: "
+        f"half ran as {json.dumps(ours.get('vector_method', {}))}: `mahavishnu ingest` builds no ANN index). "
+        "LlamaIndex: "
         "`SimpleDirectoryReader` → `CodeSplitter` (tree-sitter-python) or `SentenceSplitter`, defaults → "
         "`VectorStoreIndex` on `FaissVectorStore` (flat inner-product index over unit vectors: exact cosine) with a `BaseEmbedding` around the same "
         "model, retriever top 10; node lines found by locating each node's text verbatim in its file. BM25: "
@@ -554,6 +557,7 @@ def main() -> int:
     from mahavishnu_assets.testing.ollama_stub import OllamaStub
 
     started = time.perf_counter()
+    load_at_start = os.getloadavg()[0]
     (QUALITY / "no-settings").mkdir(parents=True, exist_ok=True)
     modes = our_modes() if "ours" in args.systems else []
     results = []
@@ -566,6 +570,8 @@ def main() -> int:
     cpu = {
         "benchmark": round(own.ru_utime + own.ru_stime, 1),  # this process: peers, stub, our searches
         "commands": round(children.ru_utime + children.ru_stime, 1),  # `mahavishnu ingest`, pip, git
+        # The machine's load (1-minute average) at the start and the end: other work slows every wall above.
+        "load": [round(load_at_start, 1), round(os.getloadavg()[0], 1)],
     }
     log(f"CPU seconds: {json.dumps(cpu)}")
     out = QUALITY / f"results-{args.split}.json"
