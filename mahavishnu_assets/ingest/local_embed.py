@@ -71,6 +71,22 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / norms
 
 
+def wordllama_vectors(texts: list[str], dimensions: int = WORDLLAMA_DIMENSIONS) -> np.ndarray:
+    """Unit vectors of the texts, the first `dimensions` of the model's (its dimensions are ordered by
+    importance, so a prefix is the smaller model)."""
+    model = wordllama_model()
+    # A text without tokens averages nothing (0/0): `unit_rows` gives it a fixed vector instead.
+    with _embed_lock, np.errstate(invalid="ignore", divide="ignore"):
+        raw = model.embed([t[:MAX_CHARS] for t in texts], norm=False, return_np=True)
+    matrix = unit_rows(np.asarray(raw)[:, :dimensions])
+    if matrix.shape != (len(texts), dimensions):
+        raise EmbeddingError(
+            f"WordLlama returned vectors of shape {matrix.shape} for {len(texts)} texts, expected "
+            f"{dimensions} dimensions each",
+        )
+    return matrix
+
+
 class WordLlamaEmbedder:
     """WordLlama (MIT): averaged token embeddings distilled from a large language model. No server, no
     download, real semantics, about 1,300 chunks of 40 lines per CPU-second; its own space, no prefixes."""
@@ -83,26 +99,12 @@ class WordLlamaEmbedder:
     async def probe(self) -> SpaceKey:
         return self.key
 
-    @staticmethod
-    def _compute(texts: list[str]) -> np.ndarray:
-        model = wordllama_model()
-        # A text without tokens averages nothing (0/0): `unit_rows` gives it a fixed vector instead.
-        with _embed_lock, np.errstate(invalid="ignore", divide="ignore"):
-            raw = model.embed([t[:MAX_CHARS] for t in texts], norm=False, return_np=True)
-        matrix = unit_rows(np.asarray(raw))
-        if matrix.shape != (len(texts), WORDLLAMA_DIMENSIONS):
-            raise EmbeddingError(
-                f"WordLlama returned vectors of shape {matrix.shape} for {len(texts)} texts, expected "
-                f"{WORDLLAMA_DIMENSIONS} dimensions each",
-            )
-        return matrix
-
     async def embed_partial(self, texts: list[str]) -> list[Any]:
         started = asyncio.get_running_loop().time()
         out: list[Any] = []
         for start in range(0, len(texts), _SLICE):
             # CPU work in a thread: the event loop keeps serving database tasks meanwhile.
-            out.extend(await asyncio.to_thread(self._compute, texts[start : start + _SLICE]))
+            out.extend(await asyncio.to_thread(wordllama_vectors, texts[start : start + _SLICE]))
         self.stats.requests += 1
         self.stats.texts += len(texts)
         self.stats.seconds += asyncio.get_running_loop().time() - started

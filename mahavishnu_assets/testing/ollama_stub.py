@@ -2,13 +2,15 @@
 
 It answers `POST /api/embed` (and the older `/api/embeddings`), `GET /api/version`, `GET /api/tags` and
 `POST /api/show` like Ollama does, with deterministic, L2-normalized vectors: word-hash vectors (texts sharing
-words are neighbours), or in `zero_cost` mode one of a few precomputed vectors picked by a hash of the text
-(no compute at all, for measuring the client side). Faults can be switched on while it runs: transient 5xx,
+words are neighbours), real vectors of the WordLlama model shipped in its wheel (`vectors="wordllama"`, at most
+256 dimensions: a small real model, for quality tests and benchmarks), or in `zero_cost` mode one of a few
+precomputed vectors picked by a hash of the text (no compute at all, for measuring the client side). Faults can be switched on while it runs: transient 5xx,
 a fixed 4xx, refusing inputs that contain a marker, wrong dimensions, too few vectors, non-finite values,
 hanging, and a fixed delay per text (a slow model; requests are served `parallel` at a time, as a GPU would).
 
 In a test:   `with OllamaStub(dimensions=8) as stub: ... stub.url ... stub.config.fail_next = 2`
 From a shell: `python -m mahavishnu_assets.testing.ollama_stub --port 11434 [--zero-cost] [--delay-per-text S]`
+              `python -m mahavishnu_assets.testing.ollama_stub --vectors wordllama` (256 dimensions)
 A running server is reconfigured with `POST /_stub/config` (JSON of StubConfig fields) and reports its
 counters at `GET /_stub/stats`.
 """
@@ -27,13 +29,17 @@ from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from mahavishnu_assets.ingest.local_embed import WORDLLAMA_DIMENSIONS, wordllama_vectors
+
 DEFAULT_MODEL = "nomic-embed-text"
+VECTOR_KINDS = ("hash", "wordllama")
 
 
 @dataclass
 class StubConfig:
     dimensions: int = 768
     models: list[str] | None = None  # None: any model name is served
+    vectors: str = "hash"  # "hash" (word hashing) or "wordllama" (the real model in its wheel)
     zero_cost: bool = False
     delay_per_text: float = 0.0  # seconds of simulated compute per input text
     parallel: int = 1  # requests computed at once (the delay is serialized beyond this)
@@ -74,8 +80,12 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _json(values: Any) -> str:
+    return "[" + ",".join(f"{x:.7f}" for x in values.tolist()) + "]"
+
+
 class _Vectors:
-    """Vector making, cached per dimension count."""
+    """Word-hash vector making, cached per dimension count."""
 
     def __init__(self, dimensions: int) -> None:
         from mahavishnu_assets.ingest.hashing import HashingVectorizer
@@ -84,8 +94,11 @@ class _Vectors:
         self.hashing = HashingVectorizer(dimensions)
         self._precomputed: list[str] | None = None
 
+    def json_vectors(self, texts: list[str]) -> list[str]:
+        return [self.json_vector(t) for t in texts]
+
     def json_vector(self, text: str) -> str:
-        return "[" + ",".join(f"{x:.7f}" for x in self.hashing.vector(text).tolist()) + "]"
+        return _json(self.hashing.vector(text))
 
     def cheap_json_vector(self, text: str) -> str:
         if self._precomputed is None:
@@ -93,14 +106,39 @@ class _Vectors:
         return self._precomputed[zlib.crc32(text.encode("utf-8", "surrogatepass")) % 64]
 
 
+class _WordLlamaVectors(_Vectors):
+    """Real model vectors: the offline embedder's WordLlama model, whose weights ship inside its wheel."""
+
+    def json_vectors(self, texts: list[str]) -> list[str]:
+        # An empty text is embedded as a single space, as Ollama gives every input some vector.
+        return [_json(row) for row in wordllama_vectors([t or " " for t in texts], self.dimensions)]
+
+    def json_vector(self, text: str) -> str:
+        return self.json_vectors([text])[0]
+
+
+def _check(config: StubConfig) -> None:
+    if config.vectors not in VECTOR_KINDS:
+        raise ValueError(f"unknown stub vectors {config.vectors!r}; use one of {VECTOR_KINDS}")
+    if config.vectors == "wordllama" and not 1 <= config.dimensions <= WORDLLAMA_DIMENSIONS:
+        raise ValueError(
+            f"WordLlama gives at most {WORDLLAMA_DIMENSIONS} dimensions, not {config.dimensions}; "
+            f"use dimensions={WORDLLAMA_DIMENSIONS} or fewer"
+        )
+
+
 class OllamaStub:
     """The server; runs in a daemon thread (`start`/`stop`, or as a context manager)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **config: Any) -> None:
         self.config = StubConfig(**config)
+        _check(self.config)
         self.stats = StubStats()
         self._lock = threading.Lock()
-        self._vectors: dict[int, _Vectors] = {}
+        self._vectors: dict[tuple[str, int], _Vectors] = {}
+        if self.config.vectors == "wordllama":
+            # Loaded now: a model that cannot load fails the start, not the first request.
+            self._vectors_for("wordllama", self.config.dimensions)
         self._compute = threading.Semaphore(max(1, self.config.parallel))
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -140,9 +178,11 @@ class OllamaStub:
 
     def configure(self, **changes: Any) -> None:
         known = {f.name for f in fields(StubConfig)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown stub setting {unknown[0]!r}")
+        _check(StubConfig(**{**asdict(self.config), **changes}))
         for key, value in changes.items():
-            if key not in known:
-                raise ValueError(f"unknown stub setting {key!r}")
             setattr(self.config, key, value)
         if "parallel" in changes:
             self._compute = threading.Semaphore(max(1, self.config.parallel))
@@ -151,10 +191,12 @@ class OllamaStub:
         return self.stats.text_counts.get(text_key(text), 0)
 
     # -- behaviour ----------------------------------------------------------------------------------------
-    def _vectors_for(self, dimensions: int) -> _Vectors:
-        vectors = self._vectors.get(dimensions)
-        if vectors is None:
-            vectors = self._vectors[dimensions] = _Vectors(dimensions)
+    def _vectors_for(self, kind: str, dimensions: int) -> _Vectors:
+        with self._lock:
+            vectors = self._vectors.get((kind, dimensions))
+            if vectors is None:
+                make = _WordLlamaVectors if kind == "wordllama" else _Vectors
+                vectors = self._vectors[kind, dimensions] = make(dimensions)
         return vectors
 
     def _model_ok(self, model: str) -> bool:
@@ -200,9 +242,12 @@ class OllamaStub:
             with self._lock:
                 self.stats.busy_seconds += busy
         dims = cfg.wrong_dimensions or cfg.dimensions
-        vectors = self._vectors_for(dims)
-        make = vectors.cheap_json_vector if cfg.zero_cost else vectors.json_vector
-        encoded = [make(t) for t in texts]
+        # Vectors of the wrong size are a fault to inject, of any size: word hashing makes them.
+        vectors = self._vectors_for("hash" if cfg.wrong_dimensions else cfg.vectors, dims)
+        if cfg.zero_cost:
+            encoded = [vectors.cheap_json_vector(t) for t in texts]
+        else:
+            encoded = vectors.json_vectors(texts)
         if cfg.too_few and encoded:
             encoded = encoded[:-1]
         if cfg.ragged and encoded:
@@ -346,16 +391,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=11434)
-    parser.add_argument("--dimensions", type=int, default=768)
+    parser.add_argument(
+        "--dimensions", type=int, default=None, help=f"default 768; {WORDLLAMA_DIMENSIONS} for wordllama"
+    )
+    parser.add_argument(
+        "--vectors",
+        choices=VECTOR_KINDS,
+        default="hash",
+        help="word-hash vectors or the real WordLlama model",
+    )
     parser.add_argument("--model", action="append", help="serve only these models (default: any name)")
     parser.add_argument("--zero-cost", action="store_true", help="precomputed vectors: no compute at all")
     parser.add_argument("--delay-per-text", type=float, default=0.0, help="simulated seconds per input")
     parser.add_argument("--parallel", type=int, default=1)
     args = parser.parse_args(argv)
+    dimensions = args.dimensions or (WORDLLAMA_DIMENSIONS if args.vectors == "wordllama" else 768)
     stub = OllamaStub(
         args.host,
         args.port,
-        dimensions=args.dimensions,
+        dimensions=dimensions,
+        vectors=args.vectors,
         models=args.model,
         zero_cost=args.zero_cost,
         delay_per_text=args.delay_per_text,
