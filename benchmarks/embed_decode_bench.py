@@ -1,11 +1,12 @@
 """Client-side cost of an /api/embed answer: the plain official client against ours (orjson in a transport).
 
-    python benchmarks/embed_decode_bench.py [--batches 200] [--rounds 5] [--dimensions 768]
+    python benchmarks/embed_decode_bench.py [--batches 200] [--rounds 5] [--dimensions 768] [--write]
 
 Both clients ask the same stub (mahavishnu_assets.testing.ollama_stub, zero compute cost, in its own process)
 for batches of 64 code-like texts and pass every answer through the embedder's own check (`_check_vectors`),
 as an ingest does. Reported: this process's CPU milliseconds and wall milliseconds per batch, median of the
-rounds, the clients alternating so a busy phase of the machine hits both.
+rounds, the clients alternating so a busy phase of the machine hits both. With --write the figures replace the
+`## Embedding client` section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 import ollama
+from results import facts_markdown, run_facts, write_section
 
 from mahavishnu_assets.ingest.embed import _check_vectors
 from mahavishnu_assets.ingest.ollama_client import make_client
+
+SECTION = "Embedding client"
 
 
 def free_port() -> int:
@@ -70,7 +74,9 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dimensions", type=int, default=768)
+    parser.add_argument("--write", action="store_true", help="write the results into benchmarks/RESULTS.md")
     args = parser.parse_args()
+    facts = run_facts()
     port = free_port()
     stub = subprocess.Popen(
         [sys.executable, "-m", "mahavishnu_assets.testing.ollama_stub", "--port", str(port)]
@@ -94,7 +100,35 @@ def main() -> int:
     )
     for name, (cpu, wall) in figures.items():
         print(f"{name:28s} client CPU {cpu:6.2f} ms/batch   wall {wall:6.2f} ms/batch")
+    if args.write:
+        print(f"wrote {write_section(SECTION, markdown(figures, facts, args))}")
     return 0
+
+
+def markdown(figures: dict[str, tuple[float, float]], facts: dict[str, Any], args: argparse.Namespace) -> str:
+    """The `## Embedding client` section: facts, the method and one row per client."""
+    (plain_cpu, plain_wall), (ours_cpu, ours_wall) = figures.values()
+    lines = [
+        facts_markdown(facts),
+        "",
+        f"Command: `python benchmarks/embed_decode_bench.py --batches {args.batches} --rounds {args.rounds} "
+        f"--dimensions {args.dimensions} --write` (defaults: `--batches 200 --rounds 5 --dimensions 768`).",
+        "",
+        "Client-side cost of an `/api/embed` answer. Both clients ask the same stub "
+        "(`mahavishnu_assets.testing.ollama_stub`, zero compute cost, in its own process) for batches of 64 "
+        f"code-like texts of {args.dimensions} dimensions and pass every answer through the embedder's own "
+        "check, as an ingest does. Per batch: this process's CPU and wall milliseconds, median of "
+        f"{args.rounds} rounds of {args.batches} batches, the clients alternating so a busy phase of the "
+        "machine hits both.",
+        "",
+        "| client | client CPU ms/batch | wall ms/batch |",
+        "|---|---|---|",
+        *(f"| {name} | {cpu:.2f} | {wall:.2f} |" for name, (cpu, wall) in figures.items()),
+        "",
+        f"The plain client spends {plain_cpu / ours_cpu:.2f}x our CPU and {plain_wall / ours_wall:.2f}x our wall "
+        "per batch.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

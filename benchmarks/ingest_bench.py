@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import socket
@@ -37,13 +36,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+from results import commit_text, facts_markdown, machine_text, run_facts, server_versions, write_section
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / ".work"
 RESULTS = HERE / "RESULTS.md"
 CORPORA = {"flask": "flask==3.1.3", "sqlalchemy": "sqlalchemy==2.1.9", "django": "django==5.2.19"}
 DIMENSIONS = 768
-SECTION = "## Ingestion"
+SECTION = "Ingestion"
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
@@ -288,6 +289,18 @@ async def admin(home: Path, sql_statements: list[str], database: str = "postgres
         await conn.close()
 
 
+async def server_facts(home: Path) -> dict[str, str]:
+    from mahavishnu_assets.database.pool import connect
+    from mahavishnu_assets.database.server import embedded_server
+    from mahavishnu_assets.settings import Settings
+
+    conn = await connect(embedded_server(Settings(home=home)).start().with_database("postgres"))
+    try:
+        return await server_versions(conn)
+    finally:
+        await conn.close()
+
+
 def fresh_database(home: Path, name: str) -> None:
     asyncio.run(admin(home, [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"']))
 
@@ -321,26 +334,11 @@ def edit_one_percent(repo: Path, paths: list[str]) -> list[str]:
 
 def commit() -> str:
     """The code measured: HEAD, marked when the work tree differs from it (RESULTS.md aside)."""
-    head = run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).strip()
-    changed = [
-        line
-        for line in run(["git", "status", "--porcelain"], cwd=ROOT).splitlines()
-        if "RESULTS.md" not in line
-    ]
-    return f"{head} with uncommitted changes" if changed else head
+    return commit_text(run_facts(packages=()))
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GB RAM, Python {platform.python_version()}, {platform.system()}"
+    return f"{machine_text(run_facts(packages=()))}, Python {platform.python_version()}"
 
 
 def main() -> int:
@@ -360,10 +358,11 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="write the results into benchmarks/RESULTS.md")
     args = parser.parse_args()
     compile_package()
+    facts = run_facts(asyncio.run(server_facts(WORK / "home")))
     results = [run_one(corpus, args) for corpus in args.corpus]
     (WORK / "ingest_results.json").write_text(json.dumps(results, indent=2, default=str))
     if args.write:
-        write_results(results)
+        write_results(results, facts)
     return 0
 
 
@@ -645,13 +644,10 @@ def run_one(corpus: str, args: argparse.Namespace) -> dict:
     return figures
 
 
-def write_results(results: list[dict]) -> None:
+def write_results(results: list[dict], facts: dict) -> None:
     corpora = " ".join(f["corpus"].split("==")[0] for f in results)
     lines = [
-        SECTION,
-        "",
-        f"Date: {time.strftime('%Y-%m-%d')}. Machine: {results[0]['machine']}. Code: commit {commit()}. "
-        f"Command: `python benchmarks/ingest_bench.py --corpus {corpora} --repeats {results[0]['repeats']} "
+        f"{facts_markdown(facts)} Command: `python benchmarks/ingest_bench.py --corpus {corpora} --repeats {results[0]['repeats']} "
         f"--first-repeats {results[0]['first_repeats']} --write`.",
         "Embedding server: `mahavishnu_assets.testing.ollama_stub` (Ollama `/api/embed` protocol, zero compute "
         "cost, 768 dimensions), the same for both sides; PostgreSQL 18 + pgvector (embedded), one database per "
@@ -681,12 +677,8 @@ def write_results(results: list[dict]) -> None:
         "interpreter start, imports, loading the settings, connecting and checking the migrations.",
         "",
     ]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    block = "\n".join(lines)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
+    path = write_section(SECTION, "\n".join(lines))
+    print(f"wrote {path}")
 
 
 def corpus_table(f: dict) -> list[str]:

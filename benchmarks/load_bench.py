@@ -1,11 +1,12 @@
 """Pool load: 500 concurrent vector searches through a pool of 10, against serial and connection-per-query peers.
 
-Usage: python benchmarks/load_bench.py [--rows 20000] [--queries 500] [--pool 10] [--mode exact|hnsw|both]
+Usage: python benchmarks/load_bench.py [--rows 20000] [--queries 500] [--pool 10] [--mode exact|hnsw|both] [--write]
 
 Data: chunk-like rows (about 900 characters of code-like text each) with 768-dimension unit vectors in the
 project's real schema (chunks + embeddings), on a private embedded server under benchmarks/.work/load.
 `exact` scans every vector (no ANN index); `hnsw` builds an HNSW index (m=16, ef_construction=64) first.
 Latency is measured two ways: end to end (including the wait for a pool connection) and the query alone.
+With --write the figures replace the `## Pool load` section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from results import facts_markdown, run_facts, server_versions, write_section  # noqa: E402
+
 from mahavishnu_assets.database.embedded import EmbeddedServer  # noqa: E402
 from mahavishnu_assets.database.migrations import migrate_up  # noqa: E402
 from mahavishnu_assets.database.pool import Database, PoolConfig, connect  # noqa: E402
@@ -33,6 +35,7 @@ from mahavishnu_assets.database.target import ConnectTarget  # noqa: E402
 
 DIMS = 768
 WORK = ROOT / "benchmarks" / ".work" / "load"
+SECTION = "Pool load"
 QUERY = """
     WITH top AS (
         SELECT content_hash, embedding <=> $1 AS distance
@@ -235,6 +238,7 @@ async def main() -> None:
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--mode", choices=["exact", "hnsw", "both"], default="both")
     parser.add_argument("--reuse", action="store_true", help="keep the data of a previous run")
+    parser.add_argument("--write", action="store_true", help="write the results into benchmarks/RESULTS.md")
     args = parser.parse_args()
 
     server = EmbeddedServer(WORK)
@@ -243,6 +247,7 @@ async def main() -> None:
     await migrate_up(target)
     rng = np.random.default_rng(7)
     conn = await connect(target)
+    facts = run_facts(await server_versions(conn))
     have = await conn.fetchval("SELECT count(*) FROM mahavishnu.embeddings")
     space = await conn.fetchval("SELECT id FROM mahavishnu.embedding_spaces WHERE model = 'load'")
     await conn.close()
@@ -253,8 +258,7 @@ async def main() -> None:
     queries = unit_vectors(args.queries, np.random.default_rng(11))
 
     report: dict = {
-        "date": "2026-11-22",
-        "machine": f"{platform.machine()}, 2 cores, 24 GB, Python {platform.python_version()}",
+        "facts": facts,
         "rows": args.rows,
         "dimensions": DIMS,
         "queries": args.queries,
@@ -324,8 +328,82 @@ async def main() -> None:
             file=sys.stderr,
         )
     print(json.dumps(report, indent=2, default=str))
+    if args.write:
+        print(f"wrote {write_section(SECTION, markdown(report, args))}", file=sys.stderr)
     if not all(all(m["checks"].values()) for m in report["modes"].values()):
         sys.exit(1)
+
+
+def way_row(label: str, way: dict, end_to_end: bool) -> str:
+    e2e = way.get("end_to_end") if end_to_end else None
+    return (
+        f"| {label} | {way['qps']} | {way.get('errors', 0)} | {way['query']['p50_ms']} | {way['query']['p99_ms']} | "
+        + (f"{e2e['p50_ms']} | {e2e['p99_ms']} |" if e2e else "— | — |")
+    )
+
+
+def markdown(report: dict, args: argparse.Namespace) -> str:
+    """The `## Pool load` section: facts, the method, one table per mode and its checks."""
+    pool, queries = report["pool_max_size"], report["queries"]
+    lines = [
+        facts_markdown(report["facts"])
+        + " Private embedded server under `benchmarks/.work/load` (shared_buffers 256MB).",
+        "",
+        f"Command: `python benchmarks/load_bench.py --rows {report['rows']} --queries {queries} --pool {pool} "
+        f"--mode {args.mode} --write` (defaults: `--rows 20000 --queries 500 --pool 10 --mode both`).",
+        "",
+        f"Data: {report['rows']} chunk-like rows (about 900 characters of code-like text) with {DIMS}-dimension "
+        "unit vectors in the real schema (`chunks` + `embeddings`). Each search is top-10 by cosine distance "
+        f"joined back to its chunk. {queries} searches are launched at once through a `Database` pool of {pool} "
+        "(after one warm-up pass so every pooled connection has prepared the statement). Peers in the same run: "
+        f"the same {queries} searches one after another on one connection (the server's throughput floor for "
+        f"one client), and connection-per-query with {pool} at a time (no pool).",
+    ]
+    titles = {
+        "exact": "Exact search (no ANN index: every vector is scanned)",
+        "hnsw": "Indexed search (HNSW m=16, ef_construction=64, default ef_search 40)",
+    }
+    for mode, result in report["modes"].items():
+        pooled = result[f"pool_of_{pool}"]
+        serial = result["serial_one_connection"]
+        per_query = result[f"connection_per_query_x{pool}"]
+        e2e, steady = pooled["end_to_end"], pooled["query_after_first_wave"]
+        lines += ["", f"### {titles[mode]}", ""]
+        if "index_build_seconds" in result:
+            lines += [
+                f"Index build: {result['index_build_seconds']} s; the plan uses the index: {result['uses_index']}.",
+                "",
+            ]
+        lines += [
+            "| way | searches/s | errors | query p50 ms | query p99 ms | end-to-end p50 ms | end-to-end p99 ms |",
+            "|---|---|---|---|---|---|---|",
+            way_row(f"pool of {pool}, {queries} concurrent", pooled, True),
+            way_row("one connection, serial", serial, False),
+            way_row(f"connection per query, {pool} at a time", per_query, False),
+            "",
+            f"Pool of {pool}: {pooled['errors']} errors; end-to-end p99/p50 = "
+            f"{round(e2e['p99_ms'] / e2e['p50_ms'], 2)} and query p99/p50 = {result['query_p99_over_p50']}"
+            + (
+                f" (without the first wave of {pool}: p50 {steady['p50_ms']} ms, p99 {steady['p99_ms']} ms)"
+                if steady
+                else ""
+            )
+            + ". Pool against connection per query: "
+            f"{round(pooled['qps'] / per_query['qps'], 1)}x the searches/s; against one serial connection: "
+            f"{round(pooled['qps'] / serial['qps'], 1)}x. Checks: "
+            + ", ".join(f"{name} {'✅' if ok else '❌'}" for name, ok in result["checks"].items())
+            + ".",
+        ]
+    lines += [
+        "",
+        f"Reading: *end-to-end* includes waiting for a pooled connection ({queries - pool} searches queue behind "
+        f"{pool}), so it grows with the queue; *query* is the time from getting the connection to the result. "
+        f"The first {pool} queries are timed while the same Python process is still starting the other tasks, "
+        "which delays reading their results; they are reported both with and without. With fewer cores than "
+        "connections, pooled searches mostly queue inside PostgreSQL (`get_pool_recommendations` says the same "
+        "when callers wait).",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
