@@ -260,7 +260,7 @@ class Ingest:
         needed: dict[bytes, str] = {}
         for f in batch.files:
             for c in f.chunks:
-                needed.setdefault(c.content_hash, c.content)
+                needed.setdefault(c.content_hash, c.document)  # header + content: what the hash keys
         if not needed:
             return
         candidates = [h for h in needed if h not in self._written]
@@ -371,7 +371,7 @@ class Ingest:
                 break
             except store.MissingEmbeddingsError as exc:
                 # Pruned by a concurrent ingest between our cache lookup and this write: compute them now.
-                contents = {c.content_hash: c.content for f in files for c in f.chunks}
+                contents = {c.content_hash: c.document for f in files for c in f.chunks}
                 missing = sorted(exc.hashes)
                 fresh = await self._embed_texts([contents[h] for h in missing])
                 for h, v in zip(missing, fresh, strict=True):

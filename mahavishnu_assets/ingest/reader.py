@@ -55,7 +55,7 @@ def stored_stat(stat: FileStat, read_at_ns: int) -> tuple[int | None, int | None
 
 def read_slice(candidates: list[Candidate], same_as: dict[str, bytes], options: ReadOptions) -> list[Outcome]:
     """Verdicts for `candidates`; `same_as` maps paths to stored hashes whose chunks are still valid."""
-    from mahavishnu_assets.ingest.chunk import chunk_text, detect_language, split_lines
+    from mahavishnu_assets.ingest.chunk import analyze, detect_language, split_lines
 
     out: list[Outcome] = []
     for candidate in candidates:
@@ -76,7 +76,7 @@ def read_slice(candidates: list[Candidate], same_as: dict[str, bytes], options: 
             out.append(Outcome(candidate.path, "same", stat, result.size))
             continue
         language = detect_language(candidate.path, result.text)
-        chunks = chunk_text(result.text, language, options.chunk)
+        analysis = analyze(result.text, language, options.chunk, path=candidate.path)
         new = NewFile(
             candidate.path,
             result.content_hash,
@@ -86,7 +86,8 @@ def read_slice(candidates: list[Candidate], same_as: dict[str, bytes], options: 
             stat[0],
             stat[1],
             stat[2],
-            chunks,
+            analysis.chunks,
+            analysis.symbols,
         )
         out.append(Outcome(candidate.path, "file", stat, result.size, file=new))
     return out
@@ -100,10 +101,12 @@ def needs_no_parser(path: str) -> bool:
 
 
 def _warm() -> None:
-    """Import the chunkers once per worker before the first real slice arrives."""
+    """Import the chunkers and load the grammars once per worker before the first real slice arrives."""
     from mahavishnu_assets.ingest.chunk import _quiet_llama_index
+    from mahavishnu_assets.ingest.symbols import warm
 
     _quiet_llama_index()
+    warm()
 
 
 def _main_reimportable() -> bool:
