@@ -70,7 +70,9 @@ async def search_text(
 ) -> dict[str, Any]:
     """The `mahavishnu search` operation: results plus how they were found."""
     if mode not in MODES:
-        raise SearchError(f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text or hybrid.")
+        raise SearchError(
+            f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text, hybrid or symbol."
+        )
     check_k(k)
     query = clean_query(query)
     if not query.strip():
@@ -79,7 +81,7 @@ async def search_text(
     vector = None
     space_id = None
     space = None
-    if mode != "text":
+    if mode not in ("text", "symbol"):
         own = embedder is None
         embedder = embedder or make_embedder(settings)
         try:
