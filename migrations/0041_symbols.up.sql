@@ -17,10 +17,9 @@ CREATE TABLE mahavishnu.symbols (
     CHECK (end_line >= start_line)
 );
 CREATE INDEX symbols_file_id_idx ON mahavishnu.symbols (file_id);
--- Exact and prefix lookups (`LIKE 'abc%'` uses a pattern_ops index whatever the database's collation), as
--- written and case-insensitively.
-CREATE INDEX symbols_name_idx ON mahavishnu.symbols (name text_pattern_ops);
-CREATE INDEX symbols_qualified_name_idx ON mahavishnu.symbols (qualified_name text_pattern_ops);
+-- Exact and prefix lookups of names and qualified names (`LIKE 'abc%'` uses a pattern_ops index whatever the
+-- database's collation). Ignoring case: a lookup as written is the same index condition with the exact
+-- comparison rechecked on its few candidates, so indexes of the names as written would only cost every insert.
 CREATE INDEX symbols_lower_name_idx ON mahavishnu.symbols (lower(name) text_pattern_ops);
 CREATE INDEX symbols_lower_qualified_name_idx ON mahavishnu.symbols (lower(qualified_name) text_pattern_ops);
 

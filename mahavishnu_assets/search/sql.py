@@ -122,7 +122,7 @@ SELECT {RESULT_COLUMNS},
 
 
 # Definitions matching a name, best first: the qualified name exactly as written (1.0), the name or a dotted
-# tail of the qualified name as written (0.9: `filter`, `QuerySet.filter` for `query.QuerySet.filter`), the same
+# tail of the qualified name as written (0.9: `filter`, or `Inner.run` for `Outer.Inner.run`), the same
 # ignoring case (0.8, 0.7), then names or qualified names starting with it, as written (0.5) or ignoring case
 # (0.4). Within a tier shorter qualified names come first (less than the gap between tiers). Every candidate
 # passes an indexed condition: a case-insensitive prefix of the name or qualified name, or the last dotted part
