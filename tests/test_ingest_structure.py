@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mahavishnu_assets.ingest.chunk import ChunkOptions, analyze, chunk_hash, chunk_text, split_lines
 from mahavishnu_assets.ingest.structure import nonspace_prefix
-from mahavishnu_assets.ingest.symbols import Symbol
+from mahavishnu_assets.ingest.symbols import Symbol, _python_candidates, _query_candidates, parse
 
 OPTIONS = ChunkOptions(max_chunk_chars=300, min_chunk_lines=4)
 BUDGET = OPTIONS.code_budget
@@ -171,6 +171,17 @@ def test_python_chunks_are_exact_complete_sized_and_keep_headers(source: str) ->
         assert chunk.symbol == (max(holding, key=lambda pair: pair[1])[0] if holding else None)
     # Deterministic.
     assert analyze(source, "python", OPTIONS, path="pkg/mod.py") == analysis
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=python_sources())
+def test_the_python_walk_finds_what_the_query_finds(source: str) -> None:
+    """Python definitions come from a walk over statements only; the grammar query over every node agrees."""
+    for text in (source, source.replace(":", "", 1), "class {\n" + source):  # broken ones too
+        tree = parse(text.encode(), "python")
+        walked = sorted((d.start_byte, n.start_byte) for d, n in _python_candidates(tree.root_node))
+        queried = sorted((d.start_byte, n.start_byte) for d, n in _query_candidates(tree.root_node, "python"))
+        assert walked == queried
 
 
 def test_a_small_file_is_one_chunk_and_a_big_one_is_split_on_definitions() -> None:

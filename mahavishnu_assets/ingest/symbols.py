@@ -1,7 +1,7 @@
 """Definitions in a parsed source file (functions, classes, methods, types), with qualified names and lines.
 
-One tree-sitter query per language finds the definition nodes in C; nesting, names and kinds are then worked
-out from those few nodes only (never by walking the whole tree in Python). Qualified names join the enclosing
+One tree-sitter query per language finds the definition nodes in C (in Python files a walk over the statements
+that can hold one is faster still); nesting, names and kinds are then worked out from those few nodes only. Qualified names join the enclosing
 definitions with dots (`QuerySet.filter`, `outer.inner`); Go methods are qualified by their receiver's type and
 Rust functions by their `impl` block's type (`Router.handle`), so a query written either way finds them.
 """
@@ -316,15 +316,66 @@ def _notes_above(node: Any) -> tuple[int, int]:
     return attributes, top
 
 
-def definitions(tree: Any, language: str) -> list[Definition]:
-    """Every definition of the file, in source order (an enclosing definition before what it holds)."""
+# Python nodes that may hold definitions: a def or class is a statement, so only statements with bodies need
+# opening (expressions never hold one). Walking just these visits a fraction of the tree: about a third of the
+# time of running the query over all of it.
+_PYTHON_DEFINITIONS = frozenset({"function_definition", "class_definition"})
+_PYTHON_HOLDERS = frozenset(
+    {
+        "module",
+        "block",
+        "decorated_definition",
+        "function_definition",
+        "class_definition",
+        "if_statement",
+        "elif_clause",
+        "else_clause",
+        "for_statement",
+        "while_statement",
+        "try_statement",
+        "except_clause",
+        "except_group_clause",
+        "finally_clause",
+        "with_statement",
+        "match_statement",
+        "case_clause",
+        "ERROR",
+    }
+)
+
+
+def _python_candidates(root: Any) -> list[tuple[Any, Any]]:
+    found: list[tuple[Any, Any]] = []
+    stack = [root]
+    while stack:
+        for child in stack.pop().named_children:
+            kind = child.type
+            if kind in _PYTHON_DEFINITIONS:
+                name = child.child_by_field_name("name")
+                if name is not None and name.type == "identifier":
+                    found.append((child, name))
+            if kind in _PYTHON_HOLDERS:
+                stack.append(child)
+    return found
+
+
+def _query_candidates(root: Any, language: str) -> list[tuple[Any, Any]]:
     from tree_sitter import QueryCursor
 
     found: list[tuple[Any, Any]] = []
-    for _, captures in QueryCursor(_query(language)).matches(tree.root_node):
+    for _, captures in QueryCursor(_query(language)).matches(root):
         nodes, names = captures.get("def"), captures.get("name")
         if nodes and names:
             found.append((nodes[0], names[0]))
+    return found
+
+
+def definitions(tree: Any, language: str) -> list[Definition]:
+    """Every definition of the file, in source order (an enclosing definition before what it holds)."""
+    if language == "python":
+        found = _python_candidates(tree.root_node)
+    else:
+        found = _query_candidates(tree.root_node, language)
     found.sort(key=lambda pair: (pair[0].start_byte, -pair[0].end_byte))
     out: list[Definition] = []
     stack: list[tuple[int, int, str, str]] = []  # (end byte, index in out or -1, qualified name, kind)
