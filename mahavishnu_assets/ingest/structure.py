@@ -11,7 +11,9 @@ mean nothing alone out of chunks of their own:
 * backward: closing tokens (`}`, `);`) go with what precedes.
 
 Then chunks under `min_lines` lines join a neighbour while the result stays within the hard limit (the budget
-plus a quarter). The ranges cover every non-blank line of the file exactly once.
+plus a quarter). A chunk goes past the hard limit only with a single line bigger than the budget, or by the one
+line of its body that a header (with its decorators) nearly filling the hard limit must take along. The ranges
+cover every non-blank line of the file exactly once.
 """
 
 from __future__ import annotations
@@ -99,9 +101,10 @@ class _Packer:
                 out.append((child, BODY))
         return out
 
-    @staticmethod
-    def _atoms(items: list[tuple[Any, int]]) -> list[_Atom]:
-        """Items grouped into runs that share lines; a run's glue follows from its items' roles."""
+    def _atoms(self, items: list[tuple[Any, int]], first: int, last: int) -> list[_Atom]:
+        """Items grouped into runs that share lines, within lines first..last; a run's glue follows from its
+        items' roles. Lines of text no item holds (a long string's content between two escape sequences)
+        become atoms of their own, which only line windows can cut."""
         atoms: list[_Atom] = []
         for node, role in items:
             start, end = node.start_point[0] + 1, end_line(node)
@@ -117,13 +120,22 @@ class _Packer:
                 atom.glue = FORWARD
             elif roles == {TAIL}:
                 atom.glue = BACKWARD
-        return atoms
+        out: list[_Atom] = []
+        after = first  # the first line no atom has claimed yet
+        for atom in [*atoms, _Atom(last + 1, last, [], NONE)]:
+            text = [n for n in range(after, atom.start) if self.lines[n - 1].strip()]
+            if text:
+                out.append(_Atom(text[0], text[-1], [], NONE))
+            if atom.items:
+                out.append(atom)
+                after = atom.end + 1
+        return out
 
     def _expand(self, atom: _Atom) -> list[tuple[Any, int]] | None:
         """The atom's items with every multi-line node replaced by its children; None if nothing can open."""
         out: list[tuple[Any, int]] = []
         opened = False
-        for node, role in atom.items:
+        for node, role in atom.items:  # a text atom has none: nothing opens
             if node.child_count and end_line(node) > node.start_point[0] + 1:
                 out.extend(self.children(node, role))
                 opened = True
@@ -133,16 +145,17 @@ class _Packer:
 
     # -- packing ------------------------------------------------------------------------------------------
     def pack(
-        self, items: list[tuple[Any, int]], carry: tuple[int, int] | None, depth: int
+        self, items: list[tuple[Any, int]], span: tuple[int, int], carry: tuple[int, int] | None, depth: int
     ) -> list[tuple[int, int]]:
-        """Ranges for sibling items, merged greedily; `carry` (a glued header) opens the first range."""
+        """Ranges for sibling items covering lines `span`, merged greedily; `carry` (a glued header) opens the
+        first range."""
         budget, hard = self.budget.chars, self.budget.hard
         out: list[tuple[int, int]] = []
         start = end = glue = 0  # the open range (start 0: none) and where its forward-glued tail starts
         if carry is not None:
             start, end = carry
             glue = carry[0]
-        for atom in self._atoms(items):
+        for atom in self._atoms(items, *span):
             if start:
                 merged = self.size(start, atom.end)
                 if merged <= budget or (merged <= hard and (atom.glue == BACKWARD or glue == start)):
@@ -183,7 +196,7 @@ class _Packer:
         expanded = self._expand(atom) if depth < MAX_DEPTH else None
         if expanded is None:
             return self.windows(atom.start, atom.end, carry)
-        return self.pack(expanded, carry, depth)
+        return self.pack(expanded, (atom.start, atom.end), carry, depth)
 
     def windows(self, first: int, last: int, carry: tuple[int, int] | None) -> list[tuple[int, int]]:
         """Greedy runs of whole lines within the budget (each at least one line), the carry opening the first."""
@@ -235,7 +248,7 @@ def code_ranges(tree: Any, lines: list[str], budget: Budget) -> list[tuple[int, 
     if packer.size(1, len(lines)) <= budget.chars:
         raw = [(1, len(lines))]
     else:
-        raw = packer.pack(packer.children(root, BODY), None, 0)
+        raw = packer.pack(packer.children(root, BODY), (1, len(lines)), None, 0)
     # Trim blank edges; give any non-blank line no node claimed (a grammar's quirk) to the range before it.
     covered: list[tuple[int, int]] = []
     for start, end in sorted(raw):
