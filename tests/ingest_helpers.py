@@ -106,7 +106,7 @@ FINGERPRINT_QUERIES = (
     """SELECT r.name, f.path, f.content_hash, f.language, f.size_bytes, f.line_count, f.commit
        FROM mahavishnu.source_files f JOIN mahavishnu.repositories r ON r.id = f.repo_id ORDER BY 1, 2""",
     """SELECT r.name, c.path, c.chunk_index, c.language, c.start_line, c.end_line, c.content, c.content_hash,
-              c.commit
+              c.symbol, c.context, c.commit
        FROM mahavishnu.chunks c JOIN mahavishnu.repositories r ON r.id = c.repo_id ORDER BY 1, 2, 3""",
     """SELECT r.name, s.path, s.reason FROM mahavishnu.skipped_files s
        JOIN mahavishnu.repositories r ON r.id = s.repo_id ORDER BY 1, 2""",
@@ -117,6 +117,10 @@ FINGERPRINT_QUERIES = (
        ORDER BY 1, 2, 3, 4""",
     """SELECT count(*) FROM mahavishnu.chunks c WHERE NOT EXISTS (
            SELECT 1 FROM mahavishnu.embeddings e WHERE e.content_hash = c.content_hash)""",
+    """SELECT r.name, s.path, s.name, s.qualified_name, s.kind, s.language, s.start_line, s.end_line,
+              s.repo_id = f.repo_id AND s.path = f.path
+       FROM mahavishnu.symbols s JOIN mahavishnu.source_files f ON f.id = s.file_id
+       JOIN mahavishnu.repositories r ON r.id = s.repo_id ORDER BY 1, 2, 7, 4""",
 )
 # The commit columns are the last of the first three queries' rows.
 _COMMIT_COLUMNS = {0: 1, 1: 1, 2: 1}
@@ -140,6 +144,6 @@ async def fingerprint(conn: asyncpg.Connection, *, include_commit: bool = True) 
 
 async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
     out = {}
-    for table in ("repositories", "source_files", "chunks", "embeddings", "skipped_files"):
+    for table in ("repositories", "source_files", "chunks", "embeddings", "skipped_files", "symbols"):
         out[table] = await conn.fetchval(f"SELECT count(*) FROM mahavishnu.{table}")  # noqa: S608
     return out

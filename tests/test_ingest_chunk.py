@@ -52,7 +52,8 @@ def check_exact(text: str, language: str, options: ChunkOptions) -> None:
         assert "\n".join(lines[chunk.start_line - 1 : chunk.end_line]) == chunk.content
         assert chunk.content.strip(), "no blank chunks"
         assert lines[chunk.start_line - 1].strip() and lines[chunk.end_line - 1].strip(), "edges are trimmed"
-        assert chunk.content_hash == chunk_hash(chunk.content)
+        assert chunk.content_hash == chunk_hash(chunk.document)
+        assert chunk.document.endswith("\n" + chunk.content)
         covered.update(range(chunk.start_line, chunk.end_line + 1))
     # Nothing is lost: every line with content is in some chunk.
     assert all(i in covered for i, line in enumerate(lines, 1) if line.strip())
@@ -83,7 +84,7 @@ def test_real_code_is_split_on_syntax() -> None:
     )
     chunks = chunk_text(source, "python", ChunkOptions(max_chunk_chars=400))
     check_exact(source, "python", ChunkOptions(max_chunk_chars=400))
-    assert len(chunks) > 5
+    assert len(chunks) > 3
     # Chunks start at definitions, not in the middle of one.
     assert all(c.content.startswith("def ") for c in chunks)
 

@@ -145,7 +145,8 @@ async def test_edit_delete_rename_add(
     db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
 ) -> None:
     repo = make_repo(tmp_path / "repo", base_files())
-    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    # Small chunks: a function each, so an edit changes one chunk of its file.
+    settings = ingest_settings(database, tmp_path / "home", stub.url, max_chunk_chars=200)
     first = await ingest_repository(db, settings, repo, name="r")
 
     gamma = (repo / "src/gamma.py").read_text()
@@ -163,10 +164,17 @@ async def test_edit_delete_rename_add(
     assert result.files_modified == 1
     assert result.files_deleted == 2  # alpha, and beta's old path
     assert result.files_changed == 3
-    # Only the edited function and delta's new contents were embedded; beta's chunks came from the cache.
+    # Only the edited function, delta's and (their headers name the new path) beta's chunks were embedded; the
+    # rest of gamma came from the cache.
     async with db.connection() as conn:
         paths = {r["path"] for r in await conn.fetch("SELECT DISTINCT path FROM mahavishnu.chunks")}
-        beta = await conn.fetch("SELECT content FROM mahavishnu.chunks WHERE path = 'lib_beta.py'")
+        documents = {
+            r["path"]: r["documents"]
+            for r in await conn.fetch(
+                """SELECT path, array_agg(context || E'\\n' || content ORDER BY chunk_index) AS documents
+                   FROM mahavishnu.chunks GROUP BY path"""
+            )
+        }
         commits = dict(await conn.fetch("SELECT DISTINCT path, commit FROM mahavishnu.chunks"))
         head = await conn.fetchval("SELECT head_commit FROM mahavishnu.repositories WHERE name = 'r'")
     assert "src/alpha.py" not in paths and "src/beta.py" not in paths
@@ -176,12 +184,14 @@ async def test_edit_delete_rename_add(
     assert commits["src/gamma.py"] == commits["lib_beta.py"] == commits["src/delta.py"] == commit
     assert commits["README.md"] == first.commit != commit
     # The stub sees each document after nomic-embed-text's document prefix.
-    for row in beta:
-        assert stub.times_embedded("search_document: " + row["content"]) == 0
-    assert stub.times_embedded("search_document: " + python_module("delta").split("\n\n\n")[0]) <= 1
-    delta_chunks = result.embeddings_computed
-    assert 1 <= delta_chunks <= 6
-    assert result.embeddings_reused >= len(beta)
+    edited_chunks = [d for d in documents["src/gamma.py"] if "step five" in d]
+    assert len(edited_chunks) == 1 and len(documents["src/gamma.py"]) == 6
+    for document in [*documents["lib_beta.py"], *documents["src/delta.py"], *edited_chunks]:
+        assert stub.times_embedded("search_document: " + document) == 1
+    for document in documents["src/gamma.py"] + documents["README.md"]:
+        assert stub.times_embedded("search_document: " + document) == (document in edited_chunks)
+    assert result.embeddings_computed == len(documents["lib_beta.py"]) + len(documents["src/delta.py"]) + 1
+    assert result.embeddings_reused == 5  # gamma's other functions
 
     # The database equals a clean ingest of the same tree into an empty database (but for the commits at which
     # unchanged files were read).

@@ -128,6 +128,7 @@ async def test_create_get_list_delete(db: Database) -> None:
         "embedding_spaces": 1,
         "source_files": 3,
         "chunks": 12,
+        "symbols": 0,
         "embeddings": 12,
         "memories": 3,
     }

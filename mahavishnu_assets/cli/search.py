@@ -1,4 +1,4 @@
-"""`mahavishnu search` (vector, text or hybrid, with filters) and `mahavishnu index` (build or re-tune)."""
+"""`mahavishnu search` (vector, text, hybrid or symbol, with filters) and `mahavishnu index` (build or re-tune)."""
 
 from __future__ import annotations
 
@@ -24,15 +24,16 @@ async def search(args: argparse.Namespace) -> dict[str, Any]:
 
 def render_search(result: dict[str, Any]) -> str:
     lines = [f"note: {n}" for n in result["notices"]]
-    how = result["method"] if result["mode"] != "text" else "full text"
+    how = result["method"] if result["mode"] not in ("text", "symbol") else result["mode"]
     params = ", ".join(f"{k}={v}" for k, v in result["search_params"].items())
     lines.append(
         f"{len(result['results'])} results ({result['mode']}, {how}{', ' + params if params else ''})"
     )
     for i, hit in enumerate(result["results"], 1):
-        lines.append(
-            f"{i:>2}. {hit['score']:.4f}  {hit['repo']}:{hit['path']}:{hit['start_line']}-{hit['end_line']}"
-        )
+        where = f"{hit['repo']}:{hit['path']}:{hit['start_line']}-{hit['end_line']}"
+        symbol = f"  {hit['symbol']}" if hit.get("symbol") else ""
+        kind = f" ({hit['kind']})" if hit.get("kind") else ""
+        lines.append(f"{i:>2}. {hit['score']:.4f}  {where}{symbol}{kind}")
         for text in hit["content"].splitlines()[:3]:
             lines.append(f"      {text[:120]}")
     return "\n".join(lines)
@@ -124,5 +125,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--path-prefix", default=None, help="only paths starting with this (taken literally)")
     p.add_argument("--language", default=None, help="only this language (e.g. python)")
     p.add_argument("--k", type=int, default=10, help="number of results (default 10)")
-    p.add_argument("--mode", choices=["vector", "text", "hybrid"], default="hybrid", help="default: hybrid")
+    p.add_argument(
+        "--mode",
+        choices=["vector", "text", "hybrid", "symbol"],
+        default="hybrid",
+        help="default: hybrid; symbol: look a definition up by name or qualified name (exact, then prefix)",
+    )
     p.add_argument("--exact", action="store_true", help="bypass the ANN index (exact vector search)")

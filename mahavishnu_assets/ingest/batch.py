@@ -59,9 +59,9 @@ class Batch:
                 self.added += 1
 
     def needed(self) -> dict[bytes, str]:
-        """Each chunk content of the batch's files by its hash."""
+        """The text each chunk of the batch's files embeds (context header + content), by its hash."""
         out: dict[bytes, str] = {}
         for f in self.files:
             for c in f.chunks:
-                out.setdefault(c.content_hash, c.content)
+                out.setdefault(c.content_hash, c.document)
         return out

@@ -1,10 +1,13 @@
-"""Split a text file into chunks of whole lines, by language, with exact line numbers.
+"""Split a text file into chunks of whole lines, by language, with exact line numbers and context headers.
 
-Code goes through llama-index's tree-sitter `CodeSplitter` (grammar wheels for Python, JavaScript, TypeScript/TSX,
-Go, Rust), Markdown through `MarkdownNodeParser`, prose through `SentenceSplitter`, everything else through
-line windows. The splitters return text; each piece is located in the file and widened to whole lines, so for
-every chunk `"\\n".join(lines[start_line - 1 : end_line]) == content`, with `lines = text.split("\\n")` of the
-newline-normalized text. When a splitter fails or its pieces cannot be located, line windows take over.
+Code in Python, JavaScript, TypeScript/TSX, Go and Rust is parsed once with tree-sitter (the grammar wheels):
+the tree gives both the chunks (`structure`: split what is too big, merge small siblings, headers stay with
+their bodies) and the file's definitions (`symbols`). Markdown goes through llama-index's `MarkdownNodeParser`,
+prose through its `SentenceSplitter`, everything else through line windows. For every chunk
+`"\\n".join(lines[start_line - 1 : end_line]) == content`, with `lines = text.split("\\n")` of the
+newline-normalized text; code chunks cover every non-blank line exactly once. When a parser fails, line windows
+take over. Each chunk carries a context header (path, language, enclosing symbol, the signature it starts
+inside of): its `document`, header then content, is what gets embedded and what its hash keys.
 llama-index and tree-sitter are imported on first use only: an unchanged re-ingest never pays for them.
 """
 
@@ -16,15 +19,20 @@ import itertools
 import logging
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
+from mahavishnu_assets.ingest import symbols as symbols_module
+from mahavishnu_assets.ingest.context import Enclosing, header
+from mahavishnu_assets.ingest.structure import Budget, code_ranges
+from mahavishnu_assets.ingest.symbols import Definition, Symbol
+
 logger = logging.getLogger(__name__)
 
 # Bumped whenever chunk boundaries change for the same input: stored files are then re-chunked.
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "4"
 
 TREE_SITTER_LANGUAGES = ("python", "javascript", "typescript", "tsx", "go", "rust")
 MARKDOWN = "markdown"
@@ -153,9 +161,19 @@ def detect_language(path: str, text: str = "") -> str:
 
 @dataclass(frozen=True)
 class ChunkOptions:
+    """Sizes. For code `max_chunk_chars` counts non-whitespace characters (indentation is free), and chunks
+    shorter than `min_chunk_lines` lines join a neighbour; line windows and prose count every character."""
+
     chunk_lines: int = 40
     chunk_lines_overlap: int = 5
     max_chunk_chars: int = 1500
+    min_chunk_lines: int = 4
+
+    @property
+    def code_budget(self) -> Budget:
+        return Budget(
+            self.max_chunk_chars, self.max_chunk_chars + self.max_chunk_chars // 4, self.min_chunk_lines
+        )
 
 
 @dataclass(frozen=True)
@@ -163,12 +181,27 @@ class Chunk:
     index: int
     start_line: int  # 1-based, inclusive
     end_line: int  # inclusive
-    content: str
-    content_hash: bytes
+    content: str  # the file's exact lines start_line..end_line
+    content_hash: bytes  # of `document`: the embedding cache's key
+    symbol: str | None = None  # qualified name of the innermost definition holding the chunk
+    context: str = ""  # the header embedded before the content
+
+    @property
+    def document(self) -> str:
+        """What is embedded: the context header, then the content."""
+        return f"{self.context}\n{self.content}" if self.context else self.content
 
 
-def chunk_hash(content: str) -> bytes:
-    return hashlib.sha256(content.encode("utf-8", "surrogatepass")).digest()
+@dataclass(frozen=True)
+class Analysis:
+    """A file's chunks and, for parsed code, its definitions (one parse gives both)."""
+
+    chunks: list[Chunk]
+    symbols: list[Symbol] = field(default_factory=list)
+
+
+def chunk_hash(document: str) -> bytes:
+    return hashlib.sha256(document.encode("utf-8", "surrogatepass")).digest()
 
 
 def split_lines(text: str) -> list[str]:
@@ -183,24 +216,6 @@ def split_lines(text: str) -> list[str]:
 
 # -- parsers and splitters, built once per thread ----------------------------------------------------------
 _local = threading.local()
-
-
-# language -> (grammar wheel module, function returning its language pointer)
-_GRAMMARS = {
-    "python": ("tree_sitter_python", "language"),
-    "javascript": ("tree_sitter_javascript", "language"),
-    "typescript": ("tree_sitter_typescript", "language_typescript"),
-    "tsx": ("tree_sitter_typescript", "language_tsx"),
-    "go": ("tree_sitter_go", "language"),
-    "rust": ("tree_sitter_rust", "language"),
-}
-
-
-def _grammar(language: str) -> Any:
-    import importlib
-
-    module, function = _GRAMMARS[language]
-    return getattr(importlib.import_module(module), function)()
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -245,22 +260,9 @@ def _splitter(kind: str, options: ChunkOptions) -> Any:
     if splitter is not None:
         return splitter
     _quiet_llama_index()
-    from llama_index.core.node_parser import CodeSplitter, MarkdownNodeParser, SentenceSplitter
+    from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 
-    if kind in TREE_SITTER_LANGUAGES:
-        from tree_sitter import Language, Parser
-
-        splitter = CodeSplitter(
-            language=kind,
-            parser=Parser(Language(_grammar(kind))),
-            chunk_lines=options.chunk_lines,
-            chunk_lines_overlap=max(1, options.chunk_lines_overlap),
-            max_chars=options.max_chunk_chars,
-            tokenizer=_char_tokenizer,
-            include_metadata=False,
-            include_prev_next_rel=False,
-        )
-    elif kind == MARKDOWN:
+    if kind == MARKDOWN:
         splitter = MarkdownNodeParser(include_metadata=False, include_prev_next_rel=False)
     elif kind == "prose":
         splitter = SentenceSplitter(
@@ -383,12 +385,6 @@ def _merge_small(
 
 def _ranges(kind: str, text: str, lines: list[str], options: ChunkOptions) -> list[tuple[int, int]]:
     whole = [(1, len(lines))]
-    if kind in TREE_SITTER_LANGUAGES:
-        pieces = _splitter(kind, options).split_text(text)
-        located = _locate(text, lines, pieces)
-        if located is None:
-            raise ValueError("code pieces not found in the text")
-        return _limit(lines, _disjoint(located), options)
     if kind == MARKDOWN:
         from llama_index.core.schema import Document
 
@@ -413,18 +409,32 @@ def _kind(language: str) -> str:
     return "lines"
 
 
-def chunk_text(text: str, language: str, options: ChunkOptions | None = None) -> list[Chunk]:
-    """Chunks of whole lines covering every non-blank line of `text` (newlines already normalized)."""
+def _code(
+    text: str, language: str, lines: list[str], options: ChunkOptions
+) -> tuple[list[tuple[int, int]], list[Definition]]:
+    """Chunk ranges and definitions of a source file, from one parse."""
+    tree = symbols_module.parse(text.encode("utf-8", "surrogatepass"), language)
+    return code_ranges(tree, lines, options.code_budget), symbols_module.definitions(tree, language)
+
+
+def analyze(text: str, language: str, options: ChunkOptions | None = None, *, path: str = "") -> Analysis:
+    """Chunks of whole lines covering every non-blank line of `text` (newlines already normalized), each with
+    its context header; for code also the file's definitions. `path` (repository-relative) goes in headers."""
     options = options or ChunkOptions()
     lines = split_lines(text)
     if not lines or not text.strip():
-        return []
+        return Analysis([])
     kind = _kind(language)
+    definitions: list[Definition] = []
     try:
-        ranges = _ranges(kind, text, lines, options)
+        if kind in TREE_SITTER_LANGUAGES:
+            ranges, definitions = _code(text, language, lines, options)
+        else:
+            ranges = _ranges(kind, text, lines, options)
     except Exception as exc:  # a parser failing on odd input must not stop the file: line windows instead
-        logger.debug("%s splitter failed (%s); using line windows", kind, exc)
-        ranges = _windows(lines, 1, len(lines), options, overlap=True)
+        logger.debug("%s chunking failed (%s); using line windows", kind, exc)
+        ranges, definitions = _windows(lines, 1, len(lines), options, overlap=True), []
+    enclosing = Enclosing(definitions, lines)
     chunks: list[Chunk] = []
     seen: set[tuple[int, int]] = set()
     for start, end in ranges:
@@ -437,5 +447,17 @@ def chunk_text(text: str, language: str, options: ChunkOptions | None = None) ->
             continue
         seen.add((start, end))
         content = "\n".join(lines[start - 1 : end])
-        chunks.append(Chunk(len(chunks), start, end, content, chunk_hash(content)))
-    return chunks
+        symbol = enclosing.symbol(start, end) if definitions else None
+        signature = enclosing.signature(start) if definitions else None
+        context = header(path, language, symbol, signature)
+        chunks.append(
+            Chunk(len(chunks), start, end, content, chunk_hash(f"{context}\n{content}"), symbol, context)
+        )
+    return Analysis(chunks, [d.symbol for d in definitions])
+
+
+def chunk_text(
+    text: str, language: str, options: ChunkOptions | None = None, *, path: str = ""
+) -> list[Chunk]:
+    """The chunks of `analyze`."""
+    return analyze(text, language, options, path=path).chunks

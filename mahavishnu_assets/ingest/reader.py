@@ -55,7 +55,7 @@ def stored_stat(stat: FileStat, read_at_ns: int) -> tuple[int | None, int | None
 
 def read_slice(candidates: list[Candidate], same_as: dict[str, bytes], options: ReadOptions) -> list[Outcome]:
     """Verdicts for `candidates`; `same_as` maps paths to stored hashes whose chunks are still valid."""
-    from mahavishnu_assets.ingest.chunk import chunk_text, detect_language, split_lines
+    from mahavishnu_assets.ingest.chunk import analyze, detect_language, split_lines
 
     out: list[Outcome] = []
     for candidate in candidates:
@@ -76,7 +76,7 @@ def read_slice(candidates: list[Candidate], same_as: dict[str, bytes], options: 
             out.append(Outcome(candidate.path, "same", stat, result.size))
             continue
         language = detect_language(candidate.path, result.text)
-        chunks = chunk_text(result.text, language, options.chunk)
+        analysis = analyze(result.text, language, options.chunk, path=candidate.path)
         new = NewFile(
             candidate.path,
             result.content_hash,
@@ -86,7 +86,8 @@ def read_slice(candidates: list[Candidate], same_as: dict[str, bytes], options: 
             stat[0],
             stat[1],
             stat[2],
-            chunks,
+            analysis.chunks,
+            analysis.symbols,
         )
         out.append(Outcome(candidate.path, "file", stat, result.size, file=new))
     return out
@@ -128,10 +129,12 @@ def _pool_size(files: int, processes: int | None, min_files: int) -> int:
 
 def _context() -> Any:
     if "forkserver" in multiprocessing.get_all_start_methods():
-        # A fork server (safe with threads, unlike fork) that imports the readers and llama-index's parsers
-        # once, for every worker it forks.
+        # A fork server (safe with threads, unlike fork) that imports the readers, llama-index's parsers and
+        # the grammar wheels once, for every worker it forks.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, "llama_index.core.node_parser"])
+        context.set_forkserver_preload(
+            [__name__, "llama_index.core.node_parser", "mahavishnu_assets.ingest.symbols"]
+        )
         return context
     return multiprocessing.get_context("spawn")
 

@@ -181,7 +181,7 @@ async def write_embedded_batch(
             break
         except store.MissingEmbeddingsError as exc:
             # Pruned by a concurrent ingest between our cache lookup and this write: compute them now.
-            contents = {c.content_hash: c.content for f in files for c in f.chunks}
+            contents = {c.content_hash: c.document for f in files for c in f.chunks}
             missing = sorted(exc.hashes)
             fresh = await inflight.embed_texts([contents[h] for h in missing])
             for h, v in zip(missing, fresh, strict=True):

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -39,6 +39,19 @@ CHUNK_COLUMNS = (
     "content",
     "content_hash",
     "commit",
+    "symbol",
+    "context",
+)
+SYMBOL_COLUMNS = (
+    "file_id",
+    "repo_id",
+    "path",
+    "name",
+    "qualified_name",
+    "kind",
+    "language",
+    "start_line",
+    "end_line",
 )
 _STAGE_EMBEDDINGS = "mahavishnu_stage_embeddings"
 
@@ -67,7 +80,7 @@ class KnownSkip(NamedTuple):
 
 @dataclass
 class NewFile:
-    """A file to (re)write: its row and its chunks."""
+    """A file to (re)write: its row, its chunks and its definitions."""
 
     path: str
     content_hash: bytes
@@ -78,6 +91,7 @@ class NewFile:
     ctime_ns: int | None
     inode: int | None
     chunks: list[Any]  # chunk.Chunk
+    symbols: list[Any] = field(default_factory=list)  # symbols.Symbol
 
 
 @dataclass
@@ -361,6 +375,8 @@ async def write_batch(
                     c.content,
                     c.content_hash,
                     commit,
+                    c.symbol,
+                    c.context or None,
                 )
                 for f in batch.files
                 for c in f.chunks
@@ -370,6 +386,26 @@ async def write_batch(
                     "chunks", schema_name="mahavishnu", columns=list(CHUNK_COLUMNS), records=records
                 )
             chunks_written = len(records)
+            # Definitions go with their file: same transaction, and deleted with its row (ON DELETE CASCADE).
+            definitions = [
+                (
+                    ids[f.path],
+                    repo_id,
+                    f.path,
+                    s.name,
+                    s.qualified_name,
+                    s.kind,
+                    f.language,
+                    s.start_line,
+                    s.end_line,
+                )
+                for f in batch.files
+                for s in f.symbols
+            ]
+            if definitions:
+                await conn.copy_records_to_table(
+                    "symbols", schema_name="mahavishnu", columns=list(SYMBOL_COLUMNS), records=definitions
+                )
         if batch.skips:
             await conn.executemany(
                 """INSERT INTO mahavishnu.skipped_files
@@ -405,9 +441,11 @@ async def refresh_stats(
 async def chunks_missing_embeddings(
     conn: asyncpg.Connection, repo_id: int, space_id: int, limit: int
 ) -> list[tuple[bytes, str]]:
-    """Distinct chunk contents of the repository without a vector in the space (after a model change)."""
+    """Distinct chunk documents (context header, then content: what the hash keys) of the repository without
+    a vector in the space (after a model change)."""
     rows = await conn.fetch(
-        """SELECT DISTINCT ON (c.content_hash) c.content_hash, c.content
+        """SELECT DISTINCT ON (c.content_hash) c.content_hash,
+                  CASE WHEN c.context IS NULL THEN c.content ELSE c.context || E'\\n' || c.content END AS content
            FROM mahavishnu.chunks c
            WHERE c.repo_id = $1
              AND NOT EXISTS (SELECT 1 FROM mahavishnu.embeddings e

@@ -83,6 +83,7 @@ TABLES: tuple[SnapshotTable, ...] = (
     SnapshotTable("embedding_spaces", "snap_embedding_spaces", ("id",)),
     SnapshotTable("source_files", "snap_source_files", ("id",)),
     SnapshotTable("chunks", "snap_chunks", ("id",), searchable=True),
+    SnapshotTable("symbols", "snap_symbols", ("id",)),
     SnapshotTable("embeddings", "snap_embeddings", ("space_id", "content_hash"), ("embedding",)),
     SnapshotTable("memories", "snap_memories", ("id",), ("embedding",), searchable=True),
 )

@@ -9,7 +9,7 @@ selective filter, or vectors whose chunks were deleted) the search is repeated e
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import asyncpg
@@ -21,11 +21,12 @@ from mahavishnu_assets.index.registry import space_search_info
 from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
 from mahavishnu_assets.search.fusion import rrf
 from mahavishnu_assets.search.sql import Statement, prefix_statement, text_statement, vector_statement
+from mahavishnu_assets.search.symbols import statement as symbol_statement
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["vector", "text", "hybrid"]
-MODES: tuple[str, ...] = ("vector", "text", "hybrid")
+Mode = Literal["vector", "text", "hybrid", "symbol"]
+MODES: tuple[str, ...] = ("vector", "text", "hybrid", "symbol")
 ITERATIVE_SCAN = {"hnsw": "hnsw.iterative_scan", "ivfflat": "ivfflat.iterative_scan"}
 # Filter values change the best plan (a small repository: start from its chunks), so never a generic plan.
 CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
@@ -43,6 +44,10 @@ class Hit:
     score: float
     vector_rank: int | None = None
     text_rank: int | None = None
+    # The qualified name of the innermost definition holding the chunk (None at module level or outside code);
+    # in symbol mode the definition found, its `kind`, and start_line..end_line its part of the chunk.
+    symbol: str | None = None
+    kind: str | None = None
 
     def tie(self) -> tuple[str, str, int, int]:
         return (self.repo, self.path, self.start_line, self.chunk_id)
@@ -84,6 +89,7 @@ def _hits(rows: list[asyncpg.Record]) -> list[Hit]:
             r["language"],
             r["content"],
             float(r["score"]),
+            symbol=r["symbol"],
         )
         for r in rows
     ]
@@ -181,11 +187,18 @@ async def search(
     exact: bool = False,
     candidates: int | None = None,
 ) -> SearchResult:
-    """Search chunks. Vector and hybrid modes need `vector` and `space_id`; text and hybrid need `text`."""
+    """Search chunks. Vector and hybrid modes need `vector` and `space_id`; text, hybrid and symbol need `text`
+    (in symbol mode: a name or qualified name, looked up among definitions)."""
     if mode not in MODES:
-        raise SearchError(f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text or hybrid.")
+        raise SearchError(
+            f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text, hybrid or symbol."
+        )
     k = check_k(k)
     filters = (filters or SearchFilters()).validated()
+    if mode == "symbol":
+        if text is None:
+            raise SearchError("A symbol search needs a name")
+        return await _symbol_search(db, text, k, filters)
     if mode in ("vector", "hybrid") and (vector is None or space_id is None):
         raise SearchError(f"A {mode} search needs a query vector and its embedding space")
     if mode in ("text", "hybrid"):
@@ -217,33 +230,41 @@ async def search(
     else:
         fused = rrf([vector_hits, text_hits], key=lambda h: h.chunk_id, tie=Hit.tie, limit=k)
         result.results = [
-            Hit(
-                h.chunk_id,
-                h.repo,
-                h.path,
-                h.start_line,
-                h.end_line,
-                h.language,
-                h.content,
-                round(score, 6),
-                ranks[0],
-                ranks[1],
-            )
+            replace(h, score=round(score, 6), vector_rank=ranks[0], text_rank=ranks[1])
             for h, score, ranks in fused
         ]
     return result
 
 
 def _ranked(hit: Hit, *, vector_rank: int | None = None, text_rank: int | None = None) -> Hit:
-    return Hit(
-        hit.chunk_id,
-        hit.repo,
-        hit.path,
-        hit.start_line,
-        hit.end_line,
-        hit.language,
-        hit.content,
-        hit.score,
-        vector_rank,
-        text_rank,
-    )
+    return replace(hit, vector_rank=vector_rank, text_rank=text_rank)
+
+
+async def _symbol_search(db: Database, name: str, k: int, filters: SearchFilters) -> SearchResult:
+    """Definitions by name (see `search.symbols`), each as its part of the chunk that holds its first line."""
+    result = SearchResult(results=[], mode="symbol", method="symbol")
+    statement = symbol_statement(name, k, filters, None, with_content=True)  # validates the name first
+    async with db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        repo_id, found = await _repo_id(conn, filters)
+        if not found:
+            result.notices.append(f"no repository named {filters.repo!r}")
+            return result
+        await conn.execute(CUSTOM_PLANS)
+        statement = symbol_statement(name, k, filters, repo_id, with_content=True)
+        rows = await _run(conn, statement)
+    result.results = [
+        Hit(
+            r["id"],
+            r["repo"],
+            r["path"],
+            r["start_line"],
+            r["end_line"],
+            r["language"],
+            r["content"],
+            round(float(r["score"]), 6),
+            symbol=r["symbol"],
+            kind=r["kind"],
+        )
+        for r in rows
+    ]
+    return result

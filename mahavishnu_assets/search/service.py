@@ -69,7 +69,9 @@ async def search_text(
     """The `mahavishnu search` operation: results plus how they were found."""
     started = time.perf_counter()
     if mode not in MODES:
-        raise SearchError(f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text or hybrid.")
+        raise SearchError(
+            f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text, hybrid or symbol."
+        )
     check_k(k)
     query = clean_query(query)
     if not query.strip():
@@ -78,7 +80,7 @@ async def search_text(
     vector = None
     space_id = None
     space = None
-    if mode != "text":
+    if mode not in ("text", "symbol"):
         own = embedder is None
         embedder = embedder or make_embedder(settings)
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from mahavishnu_assets.index.plan import ann_distance, exact_distance
 from mahavishnu_assets.search.filters import SearchFilters
 
-RESULT_COLUMNS = "c.id, r.name AS repo, c.path, c.start_line, c.end_line, c.language, c.content"
+RESULT_COLUMNS = "c.id, r.name AS repo, c.path, c.start_line, c.end_line, c.language, c.content, c.symbol"
 TIE_ORDER = "r.name, c.path, c.start_line, c.id"
 
 
@@ -24,19 +24,22 @@ class Statement:
     args: tuple[object, ...]
 
 
-def _conditions(filters: SearchFilters, repo_id: int | None, first: int) -> tuple[str, list[object]]:
-    """`AND ...` clauses on chunk alias `c`, with placeholders numbered from `first`."""
+def _conditions(
+    filters: SearchFilters, repo_id: int | None, first: int, alias: str = "c"
+) -> tuple[str, list[object]]:
+    """`AND ...` clauses on alias `c` (chunks; or `s`, symbols), with placeholders numbered from `first`."""
+    assert alias in ("c", "s")
     parts: list[str] = []
     args: list[object] = []
     if filters.repo is not None:
-        parts.append(f"c.repo_id = ${first + len(args)}")
+        parts.append(f"{alias}.repo_id = ${first + len(args)}")
         args.append(repo_id)
     if filters.path_prefix is not None:
         # starts_with compares literally: %, _ and backslashes in the prefix are plain characters.
-        parts.append(f"starts_with(c.path, ${first + len(args)})")
+        parts.append(f"starts_with({alias}.path, ${first + len(args)})")
         args.append(filters.path_prefix)
     if filters.language is not None:
-        parts.append(f"c.language = ${first + len(args)}")
+        parts.append(f"{alias}.language = ${first + len(args)}")
         args.append(filters.language)
     return "".join(f" AND {p}" for p in parts), args
 
@@ -116,3 +119,55 @@ SELECT {RESULT_COLUMNS},
  ORDER BY score DESC, {TIE_ORDER}
  LIMIT $2"""  # noqa: S608 - only allowlisted SQL is interpolated
     return Statement(sql, (text, k, *extra))
+
+
+# Definitions matching a name, best first: the qualified name exactly as written (1.0), the name or a dotted
+# tail of the qualified name as written (0.9: `filter`, or `Inner.run` for `Outer.Inner.run`), the same
+# ignoring case (0.8, 0.7), then names or qualified names starting with it, as written (0.5) or ignoring case
+# (0.4). Within a tier shorter qualified names come first (less than the gap between tiers). Every candidate
+# passes an indexed condition: a case-insensitive prefix of the name or qualified name, or the last dotted part
+# as the name. $1 the name, $2 it as a LIKE prefix pattern (escaped), $3 its last dotted part, $4 k.
+SYMBOL_MATCHES = """SELECT s.id, s.file_id, s.repo_id, s.path, s.language, s.name, s.qualified_name, s.kind,
+       s.start_line, s.end_line,
+       (CASE WHEN s.qualified_name = $1 THEN 1.0
+             WHEN s.name = $1 OR right(s.qualified_name, length($1) + 1) = '.' || $1 THEN 0.9
+             WHEN lower(s.qualified_name) = lower($1) THEN 0.8
+             WHEN lower(s.name) = lower($1)
+                  OR right(lower(s.qualified_name), length($1) + 1) = '.' || lower($1) THEN 0.7
+             WHEN s.name LIKE $2 OR s.qualified_name LIKE $2 THEN 0.5
+             ELSE 0.4 END
+        - least(length(s.qualified_name), 99) / 10000.0)::float8 AS score
+  FROM mahavishnu.symbols s
+ WHERE (lower(s.name) LIKE lower($2) OR lower(s.qualified_name) LIKE lower($2)
+        OR (lower(s.name) = lower($3) AND right(lower(s.qualified_name), length($1) + 1) = '.' || lower($1)))"""
+
+
+def symbol_statement(
+    name: str, pattern: str, last: str, k: int, filters: SearchFilters, repo_id: int | None
+) -> Statement:
+    """Definitions matching `name` (see SYMBOL_MATCHES), with their repository."""
+    conds, extra = _conditions(filters, repo_id, 5, alias="s")
+    sql = f"""SELECT m.*, r.name AS repo FROM ({SYMBOL_MATCHES}{conds}) m
+  JOIN mahavishnu.repositories r ON r.id = m.repo_id
+ ORDER BY m.score DESC, r.name, m.path, m.start_line, m.id
+ LIMIT $4"""  # noqa: S608 - only allowlisted SQL is interpolated
+    return Statement(sql, (name, pattern, last, k, *extra))
+
+
+def symbol_chunk_statement(
+    name: str, pattern: str, last: str, k: int, filters: SearchFilters, repo_id: int | None
+) -> Statement:
+    """Search results for `--mode symbol`: each matching definition as the part of the chunk holding its first
+    line that belongs to it (from its first line to its end or the chunk's), exact lines as stored."""
+    inner = symbol_statement(name, pattern, last, k, filters, repo_id)
+    sql = f"""SELECT c.id, d.repo, d.path, d.start_line, least(d.end_line, c.end_line) AS end_line, d.language,
+       array_to_string((string_to_array(c.content, E'\\n'))
+                       [d.start_line - c.start_line + 1 : least(d.end_line, c.end_line) - c.start_line + 1],
+                       E'\\n') AS content,
+       d.qualified_name AS symbol, d.kind, d.score
+  FROM ({inner.sql}) d
+  JOIN LATERAL (SELECT c.id, c.start_line, c.end_line, c.content FROM mahavishnu.chunks c
+                 WHERE c.file_id = d.file_id AND c.start_line <= d.start_line AND c.end_line >= d.start_line
+                 ORDER BY c.start_line DESC LIMIT 1) c ON true
+ ORDER BY d.score DESC, d.repo, d.path, d.start_line, d.id"""  # noqa: S608 - only allowlisted SQL is interpolated
+    return Statement(sql, inner.args)
