@@ -12,14 +12,14 @@ import threading
 import types
 from typing import NoReturn
 
-from mahavishnu_assets.cli import ingest, memory, pipeline, pydantic_plugins, search, server
+from mahavishnu_assets.cli import ingest, memory, pipeline, pydantic_plugins, search, serve, server
 from mahavishnu_assets.cli.output import add_common_options
 
 # The command's modules build no pydantic model when imported; the first is built after this.
 pydantic_plugins.disable()
 
 # Each module adds its subcommands (those in its COMMANDS); the order is the order of `mahavishnu --help`.
-COMMAND_MODULES = [server, ingest, search, memory, pipeline]
+COMMAND_MODULES = [server, ingest, search, memory, pipeline, serve]
 # What the other domains add to `mahavishnu status`, in this order. Each imports its machinery when status runs.
 server.STATUS_EXTENSIONS[:] = [ingest.ingest_status, search.index_status, memory.pool_status]
 

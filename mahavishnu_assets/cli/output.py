@@ -11,7 +11,8 @@ from typing import Any
 
 from mahavishnu_assets.errors import ConfigurationError, MahavishnuError, redact
 
-Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
+# A handler returns its result, or None when it wrote its own output (a server on stdio).
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any] | None]]
 Renderer = Callable[[dict[str, Any]], str]
 Prepare = Callable[[argparse.Namespace], None]
 
@@ -67,6 +68,8 @@ def command(
             if getattr(args, "verbose", False):
                 logging.exception("unexpected error")
             return _fail(err, as_json)
+        if result is None:
+            return 0
         if as_json:
             print(json.dumps(result, default=str, sort_keys=False))
         else:
