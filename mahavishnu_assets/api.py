@@ -26,15 +26,15 @@ from mahavishnu_assets.database.pool import CONNECTION_ERRORS, Database
 from mahavishnu_assets.errors import (
     ArgumentError,
     DatabaseUnavailableError,
-    EmbeddingError,
     NotFoundError,
     PoolExhaustedError,
     SearchError,
 )
+from mahavishnu_assets.search.query_embedder import QueryEmbedder
 from mahavishnu_assets.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from mahavishnu_assets.ingest.embed import Embedder, SpaceKey
+    from mahavishnu_assets.ingest.embed import Embedder
     from mahavishnu_assets.memory.store import MemoryStore
 
 logger = logging.getLogger(__name__)
@@ -85,24 +85,25 @@ class Memory:
     def __init__(self, db: Database, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.db = db
         self.settings = settings
-        self._deadline = settings.ollama.timeout_seconds
-        self._embedder: DeadlineEmbedder | None = (
-            None if embedder is None else DeadlineEmbedder(embedder, self._deadline)
-        )
+        self._embedder: QueryEmbedder | None = None if embedder is None else self._queries(embedder)
         self._own_embedder = embedder is None
         self._embedder_lock = asyncio.Lock()
         self._store: MemoryStore | None = None
 
+    def _queries(self, embedder: Embedder) -> QueryEmbedder:
+        o = self.settings.ollama
+        return QueryEmbedder(embedder, o.timeout_seconds, batch_size=o.batch_size, in_flight=o.concurrency)
+
     async def embedder(self) -> Embedder:
-        """The one embedder of this memory; every call it makes ends within `ollama.timeout_seconds`."""
+        """The one embedder of this memory: every call ends within `ollama.timeout_seconds`, and concurrent
+        queries share requests (search/query_embedder.py)."""
         if self._embedder is None:
             async with self._embedder_lock:
                 if self._embedder is None:
                     from mahavishnu_assets.ingest.embed import make_embedder
 
                     # The `auto` choice asks Ollama whether it is there: a blocking request, off the loop.
-                    made = await asyncio.to_thread(make_embedder, self.settings)
-                    self._embedder = DeadlineEmbedder(made, self._deadline)
+                    self._embedder = self._queries(await asyncio.to_thread(make_embedder, self.settings))
         return self._embedder
 
     async def aclose(self) -> None:
@@ -384,59 +385,6 @@ class Memory:
                 f"The database connection failed twice ({exc.__class__.__name__})",
                 suggestion="Check that PostgreSQL runs; the next call reconnects.",
             ) from None
-
-
-class DeadlineEmbedder:
-    """An embedder whose every call ends within `seconds`: a hung embedding server becomes an
-    EmbeddingError the caller sees in time, while the pool and the event loop keep serving other calls."""
-
-    def __init__(self, inner: Embedder, seconds: float) -> None:
-        self.inner = inner
-        self.seconds = seconds
-
-    @property
-    def key(self) -> SpaceKey:
-        return self.inner.key
-
-    @key.setter
-    def key(self, value: SpaceKey) -> None:
-        self.inner.key = value
-
-    @property
-    def announcement(self) -> str | None:
-        return self.inner.announcement
-
-    @announcement.setter
-    def announcement(self, value: str | None) -> None:
-        self.inner.announcement = value
-
-    async def _within(self, call: Awaitable[T]) -> T:
-        try:
-            async with asyncio.timeout(self.seconds):
-                return await call
-        except TimeoutError:
-            raise EmbeddingError(
-                f"The embedding server gave no answer within {self.seconds:g}s",
-                suggestion="Check that Ollama runs and is not overloaded (OLLAMA_HOST), or raise "
-                "ollama.timeout_seconds.",
-            ) from None
-
-    async def probe(self) -> SpaceKey:
-        return await self._within(self.inner.probe())
-
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        return await self._within(self.inner.embed(texts))
-
-    async def embed_partial(self, texts: list[str]) -> list[Any]:
-        return await self._within(self.inner.embed_partial(texts))
-
-    def assume_dimensions(self, dimensions: int) -> None:
-        assume = getattr(self.inner, "assume_dimensions", None)
-        if assume is not None:
-            assume(dimensions)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 # -- argument checks ---------------------------------------------------------------------------------------
