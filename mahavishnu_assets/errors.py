@@ -154,7 +154,7 @@ class MemoryStoreError(MahavishnuError):
 
 
 class ArgumentError(MahavishnuError):
-    """A request names something that does not exist or passes a value out of range."""
+    """A request passes an argument of the wrong type or with a value out of range."""
 
     code = "invalid_argument"
     default_suggestion = "Correct the argument named in the message."
