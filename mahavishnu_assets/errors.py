@@ -151,3 +151,10 @@ class MemoryStoreError(MahavishnuError):
 
     code = "memory_store_error"
     default_suggestion = "Check the arguments named in the message."
+
+
+class ArgumentError(MahavishnuError):
+    """A request passes an argument of the wrong type or with a value out of range."""
+
+    code = "invalid_argument"
+    default_suggestion = "Correct the argument named in the message."

@@ -197,6 +197,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    # The bearer token `mahavishnu serve --http` requires (MAHAVISHNU_MCP_TOKEN); needed beyond loopback.
+    mcp_token: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(

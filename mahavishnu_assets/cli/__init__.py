@@ -7,11 +7,11 @@ import signal
 import sys
 from typing import NoReturn
 
-from mahavishnu_assets.cli import ingest, memory, pipeline, search, server
+from mahavishnu_assets.cli import ingest, memory, pipeline, search, serve, server
 from mahavishnu_assets.cli.output import add_common_options
 
 # Each module adds its subcommands; the order is the order of `mahavishnu --help`.
-COMMAND_MODULES = [server, ingest, search, memory, pipeline]
+COMMAND_MODULES = [server, ingest, search, memory, pipeline, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

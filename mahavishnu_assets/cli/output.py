@@ -13,7 +13,8 @@ from typing import Any
 from mahavishnu_assets import telemetry
 from mahavishnu_assets.errors import ConfigurationError, MahavishnuError, redact
 
-Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
+# A handler returns its result, or None when it wrote its own output (a server on stdio).
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any] | None]]
 Renderer = Callable[[dict[str, Any]], str]
 
 
@@ -65,6 +66,8 @@ def command(handler: Handler, render: Renderer | None = None) -> Callable[[argpa
             if getattr(args, "verbose", False):
                 logging.exception("unexpected error")
             return _fail(err, as_json)
+        if result is None:
+            return 0
         if as_json:
             print(json.dumps(result, default=str, sort_keys=False))
         else:

@@ -11,14 +11,19 @@ from mahavishnu_assets.errors import AnnIndexError
 
 async def search(args: argparse.Namespace) -> dict[str, Any]:
     # Imported here: `mahavishnu --help` and the other commands never pay for the search machinery.
-    from mahavishnu_assets.cli.context import opened
-    from mahavishnu_assets.search.filters import SearchFilters
-    from mahavishnu_assets.search.service import search_text
+    from mahavishnu_assets.api import open_memory
 
-    filters = SearchFilters(repo=args.repo, path_prefix=args.path_prefix, language=args.language)
-    async with opened() as (settings, db):
-        return await search_text(
-            db, settings, args.query, mode=args.mode, k=args.k, filters=filters, exact=args.exact
+    # The same operation as the MCP server's search_code; an unknown --repo gives no results and a notice.
+    async with open_memory() as memory:
+        return await memory.search(
+            args.query,
+            repo=args.repo,
+            path_prefix=args.path_prefix,
+            language=args.language,
+            mode=args.mode,
+            k=args.k,
+            exact=args.exact,
+            missing_repo="empty",
         )
 
 

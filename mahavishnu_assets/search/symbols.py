@@ -100,6 +100,38 @@ async def find_symbols(
     repo_id, found = await _repo_id(conn, filters)
     if not found:
         return []
+    hits = await _lookup(conn, name, k, filters, repo_id)
+    if hits or "." not in symbol_query(name).name:
+        return hits
+    # `server.parse_config`, `app.server.HTTPServer.serve`: the leading parts may name the module (the file's
+    # path) rather than an enclosing definition.
+    parts = symbol_query(name).name.split(".")
+    for cut in range(1, len(parts)):
+        module, rest = parts[:cut], ".".join(parts[cut:])
+        candidates = await _lookup(conn, rest, MAX_MODULE_CANDIDATES, filters, repo_id)
+        within = [
+            h
+            for h in candidates
+            if h.symbol.lower() == rest.lower() and module_parts(h.path)[-len(module) :] == module
+        ]
+        if within:
+            return within[:k]
+    return []
+
+
+# Definitions of the same name looked at when a module qualifies it (`server.parse_config`).
+MAX_MODULE_CANDIDATES = 100
+
+
+def module_parts(path: str) -> list[str]:
+    """`app/server.py` -> ['app', 'server']: the path as a dotted module name (`__init__` names its package)."""
+    parts = path.rsplit(".", 1)[0].split("/") if "." in path.rsplit("/", 1)[-1] else path.split("/")
+    return parts[:-1] if parts and parts[-1] in ("__init__", "mod", "index") else parts
+
+
+async def _lookup(
+    conn: asyncpg.Connection, name: str, k: int, filters: SearchFilters, repo_id: int | None
+) -> list[SymbolHit]:
     prepared = statement(name, k, filters, repo_id, with_content=False)
     rows = await conn.fetch(prepared.sql, *prepared.args)
     return [
