@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,11 @@ from mahavishnu_assets.ingest.discover import (
     discover,
     sniff_binary,
 )
+from mahavishnu_assets.ingest.ignore import walk_paths
 from mahavishnu_assets.ingest.pipeline import ingest_repository
 from mahavishnu_assets.ingest.secrets import find_secrets, is_secret_file
 from mahavishnu_assets.settings import IngestSettings
-from tests.ingest_helpers import git, ingest_settings, make_repo, python_module
+from tests.ingest_helpers import git, ingest_settings, make_repo, python_module, write_files
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -141,19 +144,217 @@ def test_plain_folder_inside_an_ignoring_work_tree_is_walked(tmp_path: Path) -> 
 
 
 def test_exclude_patterns_match_at_any_depth() -> None:
-    rx = compile_patterns(IngestSettings().exclude_patterns)
-    assert rx is not None
+    spec = compile_patterns(IngestSettings().exclude_patterns)
+    assert spec is not None
     for path in (
         "node_modules/a.js",
         "web/node_modules/a/b.js",
         "x/yarn.lock",
         "a.min.js",
         "gen/foo_pb2.py",
-        "vendor",
+        "vendor/lib.py",
+        "src/vendor/deep/lib.py",
     ):
-        assert rx.match(path), path
-    for path in ("src/vendored.py", "lib/builder.py", "main.py", "docs/build.md"):
-        assert not rx.match(path), path
+        assert spec.match_file(path), path
+    for path in ("src/vendored.py", "lib/builder.py", "main.py", "docs/build.md", "vendor"):
+        assert not spec.match_file(path), path
+
+
+def test_exclude_patterns_use_gitignore_syntax() -> None:
+    spec = compile_patterns(
+        ["/generated", "docs/", "*.min.js", "!keep.min.js", "data/**/raw", "logs/**", "out/", "!out/keep.txt"]
+        + ["# a comment", " "]
+    )
+    assert spec is not None
+    expected = {
+        "generated": True,  # anchored at the root
+        "generated/x.py": True,
+        "src/generated/x.py": False,
+        "docs/a.md": True,  # a folder at any depth
+        "site/docs/a.md": True,
+        "docs": False,  # `docs/` names a folder only
+        "app.min.js": True,
+        "web/keep.min.js": False,  # re-included by `!`
+        "data/2024/raw/x.csv": True,
+        "lib/data/raw/x.csv": True,  # a `/` inside: below any folder too
+        "data/cooked/x.csv": False,
+        "logs": False,  # `logs/**` is what the folder holds, not the folder
+        "logs/today.txt": True,
+        "out/keep.txt": True,  # inside an excluded folder nothing is re-included
+        "# a comment": False,
+    }
+    assert {path: spec.match_file(path) for path in expected} == expected
+    assert compile_patterns(["", "  ", "# only comments"]) is None
+    with pytest.raises(IngestError, match="not a valid gitignore pattern"):
+        compile_patterns(["ok.txt", "trailing\\"])
+
+
+GITIGNORED_TREE: dict[str, str | bytes] = {
+    ".gitignore": "*.log\nbuild/\n!build/keep.py\n/root_only.txt\nnested/*.tmp\n",
+    "a.py": "a = 1\n",
+    "debug.log": "x\n",
+    "root_only.txt": "x\n",
+    "build/out.py": "x = 1\n",
+    "build/keep.py": "kept = 1\n",  # under an ignored folder: git cannot re-include it
+    "nested/x.tmp": "x\n",
+    "nested/deeper/x.tmp": "x\n",  # `nested/*.tmp` is anchored to the .gitignore's folder and one level
+    "sub/.gitignore": "!keep.log\n/local/\n*.cache\n\\#hash.txt\n",
+    "sub/keep.log": "kept by the deeper .gitignore\n",
+    "sub/other.log": "x\n",
+    "sub/root_only.txt": "kept: the root's pattern is anchored\n",
+    "sub/local/x.py": "x = 1\n",
+    "sub/deep/local/y.py": "kept: `/local/` is anchored to sub/\n",
+    "sub/deep/z.cache": "x\n",
+    "sub/#hash.txt": "x\n",
+    "sub/deep/.gitignore": "*\n!*.py\n!*/\n",
+    "sub/deep/w.py": "w = 1\n",
+    "sub/deep/w.txt": "x\n",
+}
+
+
+def _git_untracked(root: Path) -> list[str]:
+    """Git's own list of the folder's files, honouring only its .gitignore files (no global or user excludes)."""
+    git(root, "init", "-q")
+    listing = git(root, "-c", "core.excludesFile=/dev/null", "ls-files", "--others", "--exclude-standard")
+    shutil.rmtree(root / ".git")
+    return sorted(listing.splitlines())
+
+
+def test_plain_folder_lists_what_git_would(tmp_path: Path) -> None:
+    """The walk of a plain folder gives exactly git's own list of untracked, not ignored files."""
+    root = tmp_path / "tree"
+    write_files(root, GITIGNORED_TREE)
+    ours = sorted(p.decode() for p in walk_paths(root))
+    assert ours == _git_untracked(root)
+    assert "sub/keep.log" in ours and "sub/deep/local/y.py" in ours and "build/keep.py" not in ours
+
+
+# Lines that interact: anchoring, folder-only, negation, `**` at either end or inside, classes, escapes.
+IGNORE_LINES = (
+    "*.log",
+    "!keep.log",
+    "build/",
+    "/root.txt",
+    "a/*",
+    "!a/b/",
+    "!a/b",
+    "*",
+    "!*/",
+    "!*.py",
+    "**/gen/**",
+    "docs/*.md",
+    "x/**/y",
+    "*.tmp",
+    "!important.tmp",
+    "/local/",
+    "sub/",
+    "!sub/",
+    "c",
+    "!c/d.py",
+    "d/",
+    "b/c/",
+    "**/b",
+    "a/**",
+    "!**/keep*",
+    "keep*",
+    "\\#x",
+    "b*/",
+    "?.py",
+    "[ab].txt",
+    "a/b/*",
+    "!a/b/c/",
+    "a/**/",
+    "sub/**/*.py",
+    "!a/**/keep*",
+    "/*",
+    "!/a",
+    "a/b",
+    "**/c/*",
+    "*/",
+    "!**/",
+    "?/",
+    "/b/**",
+    "b/**/",
+    "[!a]*.py",
+    "a/?",
+    "sub/*/x.py",
+    "**/a/**",
+    "a/**/b/",
+    "x.py ",
+    "!a/**/c/*",
+    "/*/b/",
+)
+FOLDERS = (
+    "",
+    "a/",
+    "a/b/",
+    "a/b/c/",
+    "sub/",
+    "sub/a/",
+    "sub/a/b/",
+    "build/",
+    "b/",
+    "b/c/",
+    "gen/",
+    "x/y/",
+    "x/z/y/",
+    "c/",
+    "local/",
+    "sub/local/",
+)
+NAMES = (
+    "x.py",
+    "y.log",
+    "keep.log",
+    "root.txt",
+    "d.py",
+    "t.tmp",
+    "important.tmp",
+    "m.md",
+    "#x",
+    "a.txt",
+    "keepme",
+)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_plain_folder_matches_git_on_mixed_ignore_files(tmp_path: Path, seed: int) -> None:
+    """Random trees with several .gitignore files mixing the rules above; git itself is the judge."""
+    rng = random.Random(seed)
+    files: dict[str, str | bytes] = {f + n: "x\n" for f in FOLDERS for n in rng.sample(NAMES, 4)}
+    for folder in rng.sample(FOLDERS, 4):
+        files[folder + ".gitignore"] = "\n".join(rng.sample(IGNORE_LINES, rng.randint(2, 6))) + "\n"
+    root = tmp_path / "tree"
+    write_files(root, files)
+    assert sorted(p.decode() for p in walk_paths(root)) == _git_untracked(root)
+
+
+def test_plain_folder_discovery_honours_gitignore_and_exclude_patterns(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "plain", GITIGNORED_TREE, use_git=False)
+    found = discover(root, max_file_bytes=10_000, exclude=compile_patterns(["*.txt"]))
+    assert not found.is_git
+    assert (
+        sorted(c.path for c in found.candidates)
+        == [
+            ".gitignore",
+            "a.py",
+            "nested/deeper/x.tmp",
+            "sub/.gitignore",
+            "sub/deep/local/y.py",  # sub/deep/.gitignore ignores everything there but Python files, itself included
+            "sub/deep/w.py",
+            "sub/keep.log",
+        ]
+    )
+    # Files .gitignore hides are not listed (as in a git work tree); configured patterns are counted skips.
+    assert found.skipped == {"sub/root_only.txt": "ignored"}
+
+
+def test_a_symlinked_gitignore_is_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("*.py\n")
+    root = make_repo(tmp_path / "plain", {"a.py": "a = 1\n", "b.txt": "b\n"}, use_git=False)
+    os.symlink(outside, root / ".gitignore")
+    assert sorted(p.decode() for p in walk_paths(root)) == [".gitignore", "a.py", "b.txt"]
 
 
 def test_binary_sniffing_is_by_content() -> None:

@@ -1,18 +1,17 @@
 """Find a repository's files and decide, safely, which of them can be read as text.
 
 Inside a git work tree git's own view is used (tracked and untracked-but-not-ignored files, `.gitignore`
-respected, HEAD recorded); a plain folder is walked. Nothing outside the repository's real root is ever read:
-every path is resolved and symlinks leaving the root are refused. Decisions that need no reading (ignored
+respected, HEAD recorded); a plain folder is walked, its `.gitignore` files applied as git would (ignore.py).
+Nothing outside the repository's real root is ever read: every path is resolved and symlinks leaving the root
+are refused. Decisions that need no reading (ignored
 patterns, size, symlinks) are made here from `lstat`; `inspect_file` reads and classifies the rest.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import logging
 import os
-import re
 import stat
 import subprocess
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mahavishnu_assets.errors import IngestError
+from mahavishnu_assets.ingest.ignore import VCS_DIRS, ExcludePatterns, Rule, walk_paths
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ SKIP_REASONS = (
     EMBEDDING_REJECTED,
 )
 
-# Version-control folders never hold repository content.
-_VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr"})
 # Magic numbers of common binary formats that may carry no NUL byte in their first bytes.
 _MAGIC = (
     b"\x89PNG\r\n\x1a\n",
@@ -152,24 +150,27 @@ def check_configured_path(path: Path | str) -> None:
         )
 
 
-def compile_patterns(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex for every exclude pattern; a pattern matches the path from the root or below any folder."""
-    parts = []
-    for pattern in patterns:
-        pattern = pattern.strip().lstrip("/")
-        if not pattern:
+def compile_patterns(patterns: Iterable[str]) -> ExcludePatterns | None:
+    """The configured exclude patterns, in gitignore syntax as if in the root's `.gitignore`: `/name` is
+    anchored at the root, `name/` names folders, `!` re-includes, `**` spans folders. One difference: a pattern
+    with a `/` inside (`node_modules/*`) matches below any folder too, as the settings have always meant."""
+    rules = []
+    for raw in patterns:
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
             continue
-        translated = fnmatch.translate(pattern)
-        # fnmatch.translate gives `(?s:...)\Z`; keep the group, anchor once for all patterns.
-        if translated.endswith(r"\Z"):
-            translated = translated[:-2]
-        parts.append(translated)
-        if pattern.endswith("/*"):
-            # `vendor/*` also names the folder itself when it is a file entry (a symlink or submodule).
-            parts.append(fnmatch.translate(pattern[:-2])[:-2])
-    if not parts:
-        return None
-    return re.compile(r"(?:^|.*/)(?:" + "|".join(parts) + r")\Z", re.DOTALL)
+        negation = "!" if pattern.startswith("!") else ""
+        body = pattern[len(negation) :]
+        if "/" in body.rstrip("/") and not body.startswith(("/", "**/")):
+            body = "**/" + body
+        rule = Rule.parse(negation + body)
+        if rule is None:
+            raise IngestError(
+                f"Exclude pattern {raw!r} is not a valid gitignore pattern",
+                suggestion="Fix ingest.exclude_patterns (gitignore syntax: 'build/', '*.min.js', '!keep.js').",
+            )
+        rules.append(rule)
+    return ExcludePatterns(tuple(rules)) if rules else None
 
 
 def _git(root: Path, *args: str) -> bytes | None:
@@ -321,25 +322,6 @@ def _git_paths(root: Path) -> tuple[list[bytes], str | None] | None:
     return [p for p in dict.fromkeys(listing.split(b"\0")) if p], head
 
 
-def _walk_paths(root: Path) -> list[bytes]:
-    out: list[bytes] = []
-    base = os.fsencode(root)
-    for folder, dirs, files in os.walk(base, followlinks=False):
-        kept = []
-        for d in dirs:
-            if d.decode(errors="replace") in _VCS_DIRS:
-                continue
-            if os.path.islink(os.path.join(folder, d)):
-                files.append(d)  # a symlink is an entry to judge, never a folder to enter
-            else:
-                kept.append(d)
-        dirs[:] = sorted(kept)
-        rel = os.path.relpath(folder, base)
-        for name in sorted(files):
-            out.append(name if rel == b"." else os.path.join(rel, name))
-    return out
-
-
 def resolve_root(path: Path | str) -> Path:
     root = Path(path).expanduser()
     try:
@@ -351,12 +333,12 @@ def resolve_root(path: Path | str) -> Path:
     return real
 
 
-def discover(root: Path, *, max_file_bytes: int, exclude: re.Pattern[str] | None) -> Discovery:
+def discover(root: Path, *, max_file_bytes: int, exclude: ExcludePatterns | None) -> Discovery:
     """List the repository's files, skipping what can be judged without reading them."""
     root = resolve_root(root)
     listed = _git_paths(root)
     is_git = listed is not None
-    raw_paths, commit = listed if listed is not None else (_walk_paths(root), None)
+    raw_paths, commit = listed if listed is not None else (walk_paths(root), None)
     found = Discovery(root=root, commit=commit, is_git=is_git)
     root_str = str(root)
     root_prefix = root_str.rstrip("/") + "/"
@@ -398,9 +380,9 @@ def discover(root: Path, *, max_file_bytes: int, exclude: re.Pattern[str] | None
         if not rel or rel.startswith("/") or ".." in parts or "\0" in rel:
             found.skipped[rel] = OUTSIDE_REPOSITORY
             continue
-        if parts[0] in _VCS_DIRS:
+        if parts[0] in VCS_DIRS:
             continue
-        if exclude is not None and exclude.match(rel):
+        if exclude is not None and exclude.match_file(rel):
             found.skipped[rel] = IGNORED
             continue
         if not dir_inside(rel.rpartition("/")[0]):

@@ -1,7 +1,8 @@
 """Find files that hold secrets (keys, tokens, credentials) so they are never chunked, stored or logged.
 
-Detection uses detect-secrets' maintained plugins. Each plugin's own patterns first scan the whole text in C
-(fast: most files hit nothing); only lines that hit are analysed by the plugin itself. Noisy plugins (keyword
+Detection uses detect-secrets' maintained plugins. A plugin is skipped when the text holds none of the literals
+its patterns require (derived from the patterns themselves, see secret_prefilter); otherwise its own patterns scan
+the whole text in C and only lines that hit are analysed by the plugin itself. Noisy plugins (keyword
 and high-entropy heuristics) are off by default: in source code they flag test fixtures and hashes everywhere.
 What was found is reported by type only; the secret value never leaves this module.
 """
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
+
+from mahavishnu_assets.ingest.secret_prefilter import Prefilter, fold, prefilter_for
 
 # Plugins whose patterns are specific enough to run on source code. Names are detect-secrets class names.
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -93,35 +96,6 @@ _PLACEHOLDER_PASSWORDS = frozenset(
         "pat",
     }
 )
-# Cheap checks that must hold for a plugin's slow patterns to match at all: substrings of the lowercased text,
-# or a fast regex (literal-led) on the text itself.
-# A substring search is several times faster than the search for a literal that leads a regex, so plugins whose
-# case-sensitive patterns all hold a literal are gated by it too.
-_ANCHORS: dict[str, tuple[str, ...]] = {
-    "AWSKeyDetector": ("a3t", "abia", "acca", "akia", "asia", "aws"),
-    "SlackDetector": ("xox", "hooks.slack.com"),
-    "PrivateKeyDetector": ("private key", "putty-user-key", "encrypted private"),
-    "StripeDetector": ("k_live_",),
-    "TwilioKeyDetector": ("ac", "sk"),
-    "AzureStorageKeyDetector": ("accountkey=",),
-    "BasicAuthDetector": ("://",),
-    "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
-    "JwtTokenDetector": ("eyj",),
-    "NpmDetector": (":_authtoken=",),
-    "OpenAIDetector": ("t3blbkfj",),
-    "PypiTokenDetector": ("pypi-age",),
-    "SquareOAuthDetector": ("sq0csp-",),
-}
-# Each regex starts with a literal, so it is found by a fast search for that literal (an alternation at the
-# top of a pattern would be tried at every position instead).
-_CORES: dict[str, tuple[re.Pattern[str], ...]] = {
-    "DiscordBotTokenDetector": (re.compile(r"\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}"),),
-    "GitLabTokenDetector": (
-        re.compile(r"gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas)-"),
-        re.compile(r"GR1348941"),
-    ),
-    "MailchimpDetector": (re.compile(r"-us[0-9]"),),
-}
 _TEMPLATED = re.compile(r"^(\$\{?.*\}?|\{\{?.*\}?\}|<[^>]*>|%\(?\w*\)?s|\*+|\.\.\.|\$\w+|%s|\{\w*\})$")
 
 
@@ -148,23 +122,30 @@ def _is_placeholder(kind: str, value: str) -> bool:
     return lowered in _PLACEHOLDER_PASSWORDS or bool(_TEMPLATED.match(value))
 
 
-def _has_anchor(lowered: str, anchors: tuple[str, ...]) -> bool:
-    # Anchors that share a first letter are found together, one regex scan instead of one scan each (AWS: three
-    # times faster); otherwise each substring search is fastest alone.
-    if len(anchors) > 2 and len({a[0] for a in anchors}) == 1:
-        return _anchor_pattern(anchors).search(lowered) is not None
-    return any(a in lowered for a in anchors)
+@dataclass(frozen=True)
+class Detector:
+    """A detect-secrets plugin, its patterns compiled to scan a whole text, and the pre-filter derived from them."""
 
+    plugin: Any
+    patterns: tuple[re.Pattern[str], ...]
+    prefilter: Prefilter
 
-@lru_cache(maxsize=16)
-def _anchor_pattern(anchors: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(map(re.escape, anchors)))
+    @classmethod
+    def of(cls, plugin: Any) -> Detector | None:
+        """None for a plugin without patterns (the keyword and entropy heuristics)."""
+        denylist = tuple(getattr(plugin, "denylist", ()))
+        if not denylist:
+            return None
+        # Multi-line and kept apart: a pattern that starts with a literal is then found by a fast search for
+        # that literal, which one alternation of them all prevents.
+        keep = re.IGNORECASE | re.VERBOSE | re.DOTALL
+        patterns = tuple(re.compile(p.pattern, (p.flags & keep) | re.MULTILINE) for p in denylist)
+        return cls(plugin, patterns, prefilter_for(patterns))
 
 
 @lru_cache(maxsize=8)
-def _plugins(names: tuple[str, ...]) -> list[tuple[Any, tuple[re.Pattern[str], ...]]]:
-    """Each plugin with its own patterns, compiled multi-line and kept apart: a pattern that starts with a
-    literal is then found by a fast search for that literal, which one alternation of them all prevents."""
+def detectors(names: tuple[str, ...]) -> tuple[Detector, ...]:
+    """The named detect-secrets plugins (class names), ready to scan."""
     import importlib
     import warnings
 
@@ -179,32 +160,35 @@ def _plugins(names: tuple[str, ...]) -> list[tuple[Any, tuple[re.Pattern[str], .
         cls = by_name.get(name)
         if cls is None:
             raise ValueError(f"Unknown detect-secrets plugin {name!r}")
-        plugin = cls()
-        keep = re.IGNORECASE | re.VERBOSE | re.DOTALL
-        patterns = tuple(
-            re.compile(p.pattern, (p.flags & keep) | re.MULTILINE) for p in getattr(plugin, "denylist", [])
-        )
-        if patterns:
-            out.append((plugin, patterns))
-    return out
+        detector = Detector.of(cls())
+        if detector is not None:
+            out.append(detector)
+    return tuple(out)
 
 
 def find_secrets(
     text: str, plugins: tuple[str, ...] = DEFAULT_PLUGINS, *, limit: int = 1
 ) -> list[SecretFinding]:
     """Secrets in `text`, up to `limit` findings (one is enough to skip a file)."""
+    return scan(text, detectors(plugins), limit=limit)
+
+
+def scan(text: str, found_by: tuple[Detector, ...], *, limit: int = 1) -> list[SecretFinding]:
+    """Secrets the detectors find in `text`, up to `limit` findings."""
     findings: list[SecretFinding] = []
-    lowered = text.lower()
-    for plugin, patterns in _plugins(plugins):
-        name = type(plugin).__name__
-        anchors = _ANCHORS.get(name)
-        if anchors is not None and not _has_anchor(lowered, anchors):
+    folded: str | None = None
+    folding_done = False
+    for detector in found_by:
+        prefilter = detector.prefilter
+        if prefilter.needs_fold and not folding_done:
+            folded, folding_done = fold(text), True
+        if not prefilter.passes_literals(text, folded):
             continue
-        cores = _CORES.get(name)
-        if cores is not None and not any(core.search(text) for core in cores):
-            continue
+        plugin = detector.plugin
         analysed: set[int] = set()  # line starts this plugin already judged (several patterns may hit one)
-        for pattern in patterns:
+        for pattern, gate in zip(detector.patterns, prefilter.gates, strict=True):
+            if not gate.admits(text, folded):
+                continue
             position = 0
             while len(findings) < limit:
                 hit = pattern.search(text, position)
