@@ -180,4 +180,5 @@ SELECT {RESULT_COLUMNS}, s.score
  WHERE true{conds}
  ORDER BY s.score DESC, {TIE_ORDER}
  LIMIT $2"""  # noqa: S608 - only allowlisted SQL and constants are interpolated
-    return Statement(sql, (text, k, *extra, repo_id))
+    # The statistics are the filtered repository's, as its chunks are the only ones ranked.
+    return Statement(sql, (text, k, *extra, repo_id if filters.repo is not None else None))
