@@ -16,6 +16,8 @@ from mahavishnu_assets.index.synthetic import add_chunks, content_hash
 from mahavishnu_assets.ingest import store
 from mahavishnu_assets.ingest.chunk import Chunk, chunk_hash
 from mahavishnu_assets.ingest.pipeline import ingest_repository
+from mahavishnu_assets.memory.snapshots import SnapshotManager
+from mahavishnu_assets.settings import Settings
 from mahavishnu_assets.testing.ollama_stub import OllamaStub
 from tests import ingest_helpers
 from tests.ingest_helpers import commit_all, ingest_settings, make_repo, python_module, write_files
@@ -191,6 +193,24 @@ async def test_repositories_keep_their_own_rows_and_leave_none_behind(db: Databa
         # TRUNCATE (here by cascade from the repositories) empties them.
         await conn.execute("TRUNCATE mahavishnu.repositories CASCADE")
         assert await assert_exact(conn) == ({}, {})
+
+
+async def test_a_snapshot_restore_brings_the_statistics_back_with_the_chunks(db: Database) -> None:
+    async with db.connection() as conn:
+        await add_chunks(
+            conn, "r", "a.py", [("okapi zebra", content_hash(1, b"r")), ("zebra", content_hash(2, b"r"))]
+        )
+        before = await assert_exact(conn)
+    manager = SnapshotManager(db, Settings())
+    snapshot = await manager.create("before")
+    async with db.connection() as conn:
+        await conn.execute("UPDATE mahavishnu.chunks SET content = 'quagga' WHERE content = 'zebra'")
+        await conn.execute("DELETE FROM mahavishnu.chunks WHERE content = 'okapi zebra'")
+        await add_chunks(conn, "other", "b.py", [("gnu", content_hash(3, b"o"))])
+        assert (await assert_exact(conn)) != before
+    await manager.restore(snapshot["id"], safety_snapshot=False)
+    async with db.connection() as conn:
+        assert await assert_exact(conn) == before
 
 
 async def _insert_in_open_transaction(conn: asyncpg.Connection, name: str, words: str) -> asyncpg.Transaction:
