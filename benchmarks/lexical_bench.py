@@ -1,10 +1,12 @@
 """Lexical search benchmark: BM25 text ranking against the ts_rank ranking it replaced, on django.
 
-    python benchmarks/lexical_bench.py [--rounds 3] [--quality] [--write]
+    python benchmarks/lexical_bench.py [--rounds 3] [--rechunk] [--quality] [--write]
 
 1. First ingest of django (the whole `mahavishnu ingest` command, stub embedder as in ingest_bench.py) with
    and without migration 0042 (the statistics triggers), alternating, into databases just created: wall time
    and the CPU seconds of the embedded PostgreSQL (its processes and every backend it reaped).
+   With --rechunk, also a re-ingest that rewrites every file (the chunk size changed, as a chunker version
+   bump does): the worst case for the triggers, which see every old chunk deleted and every new one loaded.
 2. Latency of the text statement (text mode, k=10, and the depth hybrid search asks of it, k=40) for 50 queries
    drawn from django's own source: 25 first sentences of docstrings, 15 function or class names, 10
    `Class.method` names; each query runs 5 times alternating with the ts_rank statement, median per query.
@@ -79,33 +81,47 @@ def server_cpu() -> float:
     return total
 
 
-def first_ingests(repo: Path, rounds: int) -> dict[str, list[dict[str, float]]]:
-    without = bench.WORK / "migrations-without-0042"
-    shutil.rmtree(without, ignore_errors=True)
-    shutil.copytree(bench.ROOT / "migrations", without)
-    for path in without.glob("0042_*"):
+def without_0042() -> Path:
+    folder = bench.WORK / "migrations-without-0042"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(bench.ROOT / "migrations", folder)
+    for path in folder.glob("0042_*"):
         path.unlink()
+    return folder
+
+
+def ingests(repo: Path, rounds: int, *, rechunk: bool) -> dict[str, list[dict[str, float]]]:
+    """Timed ingests with and without migration 0042, alternating: first ingests, or (rechunk) re-ingests of
+    every file after an untimed first ingest."""
+    without = without_0042()
     runs: dict[str, list[dict[str, float]]] = {"without": [], "with": []}
     stub = bench.Stub("--zero-cost")
     try:
         for i in range(rounds):
             for side in ("without", "with") if i % 2 == 0 else ("with", "without"):
-                database = f"lexical_{side}"
+                database = f"lexical_{'rechunk_' if rechunk else ''}{side}"
                 bench.fresh_database(HOME, database)
                 env = bench.base_env(HOME, database, stub)
                 if side == "without":
                     env["MAHAVISHNU_MIGRATIONS_DIR"] = str(without)
                 bench.mahavishnu_up(env)
+                if rechunk:
+                    bench.mahavishnu(["ingest", str(repo), "--json"], env)
+                    env["MAHAVISHNU_INGEST__MAX_CHUNK_CHARS"] = "1200"
                 stub.reset()
                 bench.quiesce(HOME, database)
                 cpu = server_cpu()
                 wall, result = bench.mahavishnu(["ingest", str(repo), "--json"], env)
                 runs[side].append(
-                    {"wall": wall, "pg_cpu": server_cpu() - cpu, "chunks": result["chunks_written"]}
+                    {
+                        "wall": wall,
+                        "pg_cpu": server_cpu() - cpu,
+                        "written": result["chunks_written"],
+                        "deleted": result["chunks_deleted"],
+                    }
                 )
-                print(
-                    f"first ingest {side} 0042: {wall:.2f} s, PostgreSQL {runs[side][-1]['pg_cpu']:.2f} CPU-s"
-                )
+                what = "re-chunk" if rechunk else "first ingest"
+                print(f"{what} {side} 0042: {wall:.2f} s, PostgreSQL {runs[side][-1]['pg_cpu']:.2f} CPU-s")
     finally:
         stub.stop()
     return runs
@@ -240,15 +256,18 @@ def report(figures: dict[str, Any]) -> list[str]:
         "",
         f"Date: {time.strftime('%Y-%m-%d')}. Machine: {bench.machine()}. Code: commit {bench.commit()}. "
         f"Command: `python benchmarks/lexical_bench.py --rounds {figures['rounds']}"
-        f"{' --quality' if 'quality' in figures else ''} --write`. Corpus: {bench.CORPORA['django']}.",
+        f"{' --rechunk' if 'rechunk' in figures else ''}{' --quality' if 'quality' in figures else ''} --write`. "
+        f"Corpus: {bench.CORPORA['django']}.",
         "",
-        "| first ingest (median) | wall s | PostgreSQL CPU-s |",
-        "|---|---|---|",
+        "| ingest (median) | statistics triggers (0042) | chunks written / deleted | wall s | PostgreSQL CPU-s |",
+        "|---|---|---|---|---|",
     ]
-    for side, runs in figures["ingest"].items():
-        wall = statistics.median(r["wall"] for r in runs)
-        cpu = statistics.median(r["pg_cpu"] for r in runs)
-        lines.append(f"| {side} statistics triggers (0042) | {wall:.2f} | {cpu:.2f} |")
+    for key, what in (("ingest", "first ingest"), ("rechunk", "re-chunk every file")):
+        for side, runs in figures.get(key, {}).items():
+            wall = statistics.median(r["wall"] for r in runs)
+            cpu = statistics.median(r["pg_cpu"] for r in runs)
+            counts = f"{runs[0]['written']} / {runs[0]['deleted']}"
+            lines.append(f"| {what} | {side} | {counts} | {wall:.2f} | {cpu:.2f} |")
     lines += ["", "| text statement, 50 queries | k | p50 ms | p95 ms | max ms |", "|---|---|---|---|---|"]
     for k, by_name in figures["latency"].items():
         for name, values in by_name.items():
@@ -269,7 +288,9 @@ def report(figures: dict[str, Any]) -> list[str]:
         "Notes: the machine is shared, so walls move between runs; the ingests alternate sides and the table "
         "gives medians. PostgreSQL CPU is the embedded server's alone (postmaster, its live and reaped "
         "children). Latencies are the statement's execution inside a read-only transaction as search runs it, "
-        "median of 5 per query; ts_rank is the statement BM25 replaced.",
+        "median of 5 per query; ts_rank is the statement BM25 replaced. Re-chunking deletes every stored chunk "
+        "and loads new ones batch by batch: the triggers count both, and an ingest's two writers then queue on "
+        "the repository's statistics row from a batch's delete to its commit.",
         "",
     ]
     return lines
@@ -289,13 +310,16 @@ def write_section(lines: list[str]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="first ingests of each side, alternating")
+    parser.add_argument("--rechunk", action="store_true", help="also re-ingests that rewrite every file")
     parser.add_argument("--quality", action="store_true", help="also the blanked-docstring retrieval check")
     parser.add_argument("--write", action="store_true", help="write the section into benchmarks/RESULTS.md")
     args = parser.parse_args()
     bench.compile_package()
     (bench.WORK / "no-settings").mkdir(parents=True, exist_ok=True)
     repo = bench.prepare_corpus("django")
-    figures: dict[str, Any] = {"rounds": args.rounds, "ingest": first_ingests(repo, args.rounds)}
+    figures: dict[str, Any] = {"rounds": args.rounds, "ingest": ingests(repo, args.rounds, rechunk=False)}
+    if args.rechunk:
+        figures["rechunk"] = ingests(repo, args.rounds, rechunk=True)
     queries = latency_queries(repo)
     figures["latency"] = {k: asyncio.run(latencies("lexical_with", queries, k)) for k in (10, 40)}
     if args.quality:
