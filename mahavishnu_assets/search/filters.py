@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from mahavishnu_assets.errors import SearchError
 
 MAX_K = 1000
+# Far beyond any query; PostgreSQL refuses the text search vector of a few hundred kB of distinct words.
+MAX_QUERY_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,12 @@ def _value(name: str, value: str | None) -> str | None:
 
 
 def clean_query(text: str) -> str:
-    """Query text as PostgreSQL and the embedder can take it: no NUL, no lone surrogates."""
+    """Query text as PostgreSQL and the embedder can take it: no NUL, no lone surrogates, not huge."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise SearchError(
+            f"The query has {len(text)} characters; at most {MAX_QUERY_CHARS} are searched",
+            suggestion="Search for a shorter excerpt: a few lines or an identifier.",
+        )
     text = text.replace("\x00", " ")
     return text.encode("utf-8", "replace").decode("utf-8")
 

@@ -99,26 +99,92 @@ SELECT {RESULT_COLUMNS}, (1 - h.distance)::float8 AS score
     return Statement(sql, (vector, k, depth))
 
 
-# Three views of the query: all words as a phrase (an identifier split into words is a phrase), all words
-# anywhere, any word. Matching uses "any" (the GIN index); the score ranks phrase over all over any.
-TEXT_QUERY = """SELECT phraseto_tsquery('english', w) AS phrase_q, plainto_tsquery('english', w) AS all_q,
-       replace(plainto_tsquery('english', w)::text, ' & ', ' | ')::tsquery AS any_q
-  FROM (SELECT mahavishnu.code_words($1) AS w) words"""
+# Text ranking is Okapi BM25 (Robertson et al., TREC-3) over the stored `search_terms`, computed in the
+# statement from collection statistics that triggers keep exact (migration 0042). ts_rank, used before, has no
+# document frequency: a word in most chunks (`self`, `field`) weighed as much as a rare identifier word. BM25
+# is the standard lexical baseline and needs nothing beyond PostgreSQL:
+# - the query's lexemes come from the same functions as the chunks' (code_words, then the `english` parser);
+# - idf = ln(1 + (N - df + 0.5) / (df + 0.5)) per lexeme. Filtered to one repository, N and df are that
+#   repository's: its ranking is what it would be stored alone, whatever else is ingested. Otherwise they are
+#   the sums over every repository. (Path and language filters use the same figures as without them.)
+# - tf is ts_rank_cd of the one lexeme, which with positions is the sum of its occurrences' weights: a path
+#   word (weight A) counts PATH_WEIGHT content occurrences, a field weight as in BM25F;
+# - length is the number of distinct lexemes (see the migration): tf (K1 + 1) / (tf + K1 (1 - B + B len/avg)).
+# A chunk holding the query's words as a phrase (an identifier like get_random_secret_key or QuerySet.filter,
+# split into its words, or a quoted sentence) gets PHRASE_BOOST times the sum of the query's idf on top.
+# Candidates come from the GIN index through an OR of the rarest lexemes, taken in order of df while the df
+# of those before sum to less than MATCH_BUDGET (10 per result asked, at least): a chunk holding none of them
+# has only words of high df, each worth little, and scoring them all would cost time in proportion to the
+# corpus. Every lexeme still counts in the score of every candidate. Queries keep their MAX_QUERY_TERMS
+# rarest lexemes (as Lucene's MoreLikeThis keeps its top terms): a pasted file stays a bounded query.
+K1 = 1.2
+B = 0.75
+PATH_WEIGHT = 3
+PHRASE_BOOST = 1.0
+MATCH_BUDGET = 2000
+MAX_QUERY_TERMS = 64
+# A lexeme as a one-lexeme tsquery: quoted, with quotes and backslashes doubled (tsquery input syntax).
+_LEXEME_QUERY = "('''' || replace(replace(u.lexeme, '\\', '\\\\'), '''', '''''') || '''')::tsquery"
+
+
+def _text_query(repo: str) -> str:
+    """CTEs `terms` (each query lexeme: its tsquery, df, idf) and `q` (one row: the OR to match, the phrase,
+    its boost, the average length). `repo` is the placeholder of the repository id, NULL for all."""
+    return f"""scope AS MATERIALIZED (
+    SELECT coalesce(sum(s.chunks), 0)::float8 AS n,
+           coalesce(sum(s.lexemes)::float8 / nullif(sum(s.chunks), 0), 1) AS avglen
+      FROM mahavishnu.lexical_repo_stats s
+     WHERE {repo}::bigint IS NULL OR s.repo_id = {repo}
+), words AS MATERIALIZED (
+    SELECT w, to_tsvector('english', w) AS v FROM (SELECT mahavishnu.code_words($1) AS w) q
+), terms AS MATERIALIZED (
+    SELECT t.query, t.df, ln(1 + (scope.n - t.df + 0.5) / (t.df + 0.5)) AS idf,
+           sum(t.df) OVER (ORDER BY t.df, t.lexeme ROWS UNBOUNDED PRECEDING) - t.df AS rarer_df
+      FROM scope, (
+        SELECT u.lexeme, {_LEXEME_QUERY} AS query,
+               (SELECT coalesce(sum(d.df), 0) FROM mahavishnu.lexical_terms d
+                 WHERE d.lexeme = u.lexeme COLLATE "C"
+                   AND ({repo}::bigint IS NULL OR d.repo_id = {repo}))::float8 AS df
+          FROM words, unnest(tsvector_to_array(words.v)) AS u(lexeme)
+         ORDER BY df, u.lexeme
+         LIMIT {MAX_QUERY_TERMS}) t
+), q AS MATERIALIZED (
+    SELECT (SELECT string_agg(t.query::text, ' | ')::tsquery FROM terms t
+             WHERE t.rarer_df < greatest({MATCH_BUDGET}, 10 * $2)) AS match_q,
+           CASE WHEN length(words.v) BETWEEN 2 AND {MAX_QUERY_TERMS}
+                THEN phraseto_tsquery('english', words.w) END AS phrase_q,
+           (SELECT {PHRASE_BOOST} * coalesce(sum(t.idf), 0) FROM terms t) AS boost,
+           scope.avglen
+      FROM words, scope
+)"""  # noqa: S608 - only a placeholder and numeric constants are interpolated
 
 
 def text_statement(text: str, k: int, filters: SearchFilters, repo_id: int | None) -> Statement:
     conds, extra = _conditions(filters, repo_id, 3)
-    sql = f"""WITH q AS MATERIALIZED ({TEXT_QUERY})
-SELECT {RESULT_COLUMNS},
-       (2 * (c.search_terms @@ q.phrase_q)::int + (c.search_terms @@ q.all_q)::int
-        + ts_rank(c.search_terms, q.any_q))::float8 AS score
+    repo = f"${3 + len(extra)}"
+    # ts_rank_cd's weights for D, C, B, A (at most 1 each): content words 1/PATH_WEIGHT, path words 1.
+    content = f"{1 / PATH_WEIGHT:.6f}"
+    weights = f"'{{{content},{content},{content},1}}'::float4[]"
+    # A lexeme's tf is read only from the chunks holding it (`@@`, cheap; most candidates hold one or two
+    # of the query's lexemes). `v` is the tsvector detoasted once per chunk instead of once per function call.
+    bm25 = f"""(SELECT coalesce(sum(t.idf * f.tf * {K1 + 1}
+                               / (f.tf + {K1} * ({1 - B} + {B} * length(d.v) / q.avglen))), 0)
+                  FROM terms t,
+                       LATERAL (SELECT {PATH_WEIGHT} * ts_rank_cd({weights}, d.v, t.query) AS tf) f
+                 WHERE d.v @@ t.query)"""  # noqa: S608 - numeric constants only
+    sql = f"""WITH {_text_query(repo)}
+SELECT {RESULT_COLUMNS}, s.score
   FROM q
-  JOIN mahavishnu.chunks c ON c.search_terms @@ q.any_q
+  JOIN mahavishnu.chunks c ON c.search_terms @@ q.match_q
   JOIN mahavishnu.repositories r ON r.id = c.repo_id
+  CROSS JOIN LATERAL (
+       SELECT ({bm25} + CASE WHEN d.v @@ q.phrase_q THEN q.boost ELSE 0 END)::float8 AS score
+         FROM (SELECT c.search_terms || ''::tsvector AS v OFFSET 0) d) s
  WHERE true{conds}
- ORDER BY score DESC, {TIE_ORDER}
- LIMIT $2"""  # noqa: S608 - only allowlisted SQL is interpolated
-    return Statement(sql, (text, k, *extra))
+ ORDER BY s.score DESC, {TIE_ORDER}
+ LIMIT $2"""  # noqa: S608 - only allowlisted SQL and constants are interpolated
+    # The statistics are the filtered repository's, as its chunks are the only ones ranked.
+    return Statement(sql, (text, k, *extra, repo_id if filters.repo is not None else None))
 
 
 # Definitions matching a name, best first: the qualified name exactly as written (1.0), the name or a dotted
