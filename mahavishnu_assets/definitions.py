@@ -6,10 +6,10 @@ from types import ModuleType
 
 from dagster import Definitions
 
-from mahavishnu_assets.defs import index, ingestion, memory, pipeline, schema
+from mahavishnu_assets.defs import index, ingestion, memory, pipeline, quality, schema
 from mahavishnu_assets.defs.resources import PostgresResource
 
-DOMAINS: list[ModuleType] = [schema, ingestion, index, memory, pipeline]
+DOMAINS: list[ModuleType] = [schema, ingestion, index, quality, memory, pipeline]
 
 
 def _gather(name: str) -> list:

@@ -66,10 +66,22 @@ def test_pipeline_runs_the_main_job_and_searches(
 
     assert out["success"] is True
     assert out["repo"] == "tiny-repo"
-    assert set(out["assets"]) == {"pgvector_schema", "repository_ingestion", "embedded_chunks", "ann_index"}
+    assert set(out["assets"]) == {
+        "pgvector_schema",
+        "repository_ingestion",
+        "embedded_chunks",
+        "ann_index",
+        "retrieval_quality",
+    }
     ingest = out["assets"]["repository_ingestion"]
     assert ingest["files_changed"] == 3
     assert out["checks"] and all(out["checks"].values())
+    assert out["warnings"] == []
+    # Retrieval quality measured on the tiny repository: its two definitions found by their names.
+    quality = out["assets"]["retrieval_quality"]
+    assert quality["name/queries"] == 2 and quality["name/hit_at_10"] == 1.0
+    assert 0.0 < quality["mrr_at_10"] <= 1.0
+    assert "retrieval_quality:quality_not_dropped" in out["checks"]
     assert any(name.endswith(":schema_matches_migrations") for name in out["checks"])
     hits = out["search"]["results"]
     assert hits and hits[0]["path"] == "pkg/accounts.py"

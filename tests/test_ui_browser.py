@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-JOB_ASSETS = ("pgvector_schema", "repository_ingestion", "embedded_chunks", "ann_index")
+JOB_ASSETS = ("pgvector_schema", "repository_ingestion", "embedded_chunks", "ann_index", "retrieval_quality")
 
 pytestmark = [
     pytest.mark.browser,
@@ -181,6 +181,7 @@ def test_the_ui_shows_assets_metadata_and_checks(
         assert "tiny-repo" in ingestion
         index = show("/assets/ann_index", "ann_index_recall", "recall_at_10")
         assert "recall@10" in index or "recall_at_10" in index
+        show("/assets/retrieval_quality", "retrieval_quality_metadata", "mrr_at_10", "hit_at_10")
         for key in JOB_ASSETS:
             body = show(f"/assets/{key}?view=checks", f"{key}_checks", "Succeeded")
             assert "Failed" not in body, key

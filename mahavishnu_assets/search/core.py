@@ -252,6 +252,8 @@ async def _symbol_search(db: Database, name: str, k: int, filters: SearchFilters
         await conn.execute(CUSTOM_PLANS)
         statement = symbol_statement(name, k, filters, repo_id, with_content=True)
         rows = await _run(conn, statement)
+    # Excluded chunks are left out after the lookup (a definition is found by name, not by chunk).
+    rows = [r for r in rows if r["id"] not in filters.exclude_chunk_ids]
     result.results = [
         Hit(
             r["id"],

@@ -9,26 +9,33 @@ from mahavishnu_assets.errors import SearchError
 MAX_K = 1000
 # Far beyond any query; PostgreSQL refuses the text search vector of a few hundred kB of distinct words.
 MAX_QUERY_CHARS = 100_000
+# Exclusions are for a few known chunks (a quality query's own chunk), not a way to page through results.
+MAX_EXCLUDED = 1000
 
 
 @dataclass(frozen=True)
 class SearchFilters:
-    """Restrict results to one repository (by name), a path prefix, a language. Empty means no filter."""
+    """Restrict results to one repository (by name), a path prefix, a language; leave out chunks by id (the
+    retrieval-quality measure searches a docstring without its own chunk). Empty means no filter."""
 
     repo: str | None = None
     path_prefix: str | None = None
     language: str | None = None
+    exclude_chunk_ids: tuple[int, ...] = ()
 
     def validated(self) -> SearchFilters:
         return SearchFilters(
             repo=_value("repo", self.repo),
             path_prefix=_value("path prefix", self.path_prefix),
             language=_value("language", self.language),
+            exclude_chunk_ids=_chunk_ids(self.exclude_chunk_ids),
         )
 
     @property
     def any(self) -> bool:
-        return any(v is not None for v in (self.repo, self.path_prefix, self.language))
+        return bool(self.exclude_chunk_ids) or any(
+            v is not None for v in (self.repo, self.path_prefix, self.language)
+        )
 
 
 def _value(name: str, value: str | None) -> str | None:
@@ -50,6 +57,17 @@ def _value(name: str, value: str | None) -> str | None:
             suggestion=f"Pass the {name} filter as valid UTF-8.",
         ) from None
     return value
+
+
+def _chunk_ids(ids: object) -> tuple[int, ...]:
+    if not isinstance(ids, list | tuple | set | frozenset):
+        raise SearchError(f"Excluded chunk ids must be a sequence of integers, got {type(ids).__name__}")
+    if len(ids) > MAX_EXCLUDED:
+        raise SearchError(f"At most {MAX_EXCLUDED} chunks can be excluded, got {len(ids)}")
+    for value in ids:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SearchError(f"An excluded chunk id must be an integer, got {value!r}")
+    return tuple(sorted(set(ids)))
 
 
 def clean_query(text: str) -> str:

@@ -41,6 +41,9 @@ def _conditions(
     if filters.language is not None:
         parts.append(f"{alias}.language = ${first + len(args)}")
         args.append(filters.language)
+    if filters.exclude_chunk_ids and alias == "c":  # symbol rows are not chunks; see core._symbol_search
+        parts.append(f"c.id <> ALL(${first + len(args)}::bigint[])")
+        args.append(list(filters.exclude_chunk_ids))
     return "".join(f" AND {p}" for p in parts), args
 
 
