@@ -32,6 +32,8 @@ class Batch:
     mine: set[bytes] = field(default_factory=set)  # hashes this batch embedded itself
     owned: dict[bytes, asyncio.Future[Any]] = field(default_factory=dict)  # in-flight entries it created
     computed: int = 0
+    # Contents the servers failed to embed at the last try (the batch is set aside, then tried again).
+    unavailable: set[bytes] = field(default_factory=set)
 
     def add(self, outcome: Outcome, stored_paths: set[str] | dict[str, Any]) -> None:
         """Take one file's outcome; `stored_paths` tells a modified file from an added one."""
