@@ -26,14 +26,17 @@ from mahavishnu_assets.telemetry import server_label
 from mahavishnu_assets.testing.ollama_stub import OllamaStub
 from tests.ingest_helpers import DIMENSIONS, fingerprint, ingest_settings, make_repo, python_module
 
-FILES = 24
+MODULES = 24
+COPIES = 3
+FILES = MODULES + COPIES
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    return make_repo(
-        tmp_path / "repo", {f"pkg/mod_{i:02d}.py": python_module(f"mod{i}", 4) for i in range(FILES)}
-    )
+    files = {f"pkg/mod_{i:02d}.py": python_module(f"mod{i}", 4) for i in range(MODULES)}
+    # The same contents in other files (other batches): embedded once, shared between batches.
+    files.update({f"copies/mod_{i:02d}.py": python_module(f"mod{i * 7}", 4) for i in range(COPIES)})
+    return make_repo(tmp_path / "repo", files)
 
 
 @pytest.fixture
@@ -65,13 +68,21 @@ def settings_for(database: ConnectTarget, home: Path, hosts: str, **ollama: Any)
     return base.model_copy(update={"ollama": base.ollama.model_copy(update=values)})
 
 
+COUNTS = ("files_changed", "files_added", "chunks_written", "embeddings_computed", "embeddings_reused")
+
+
 async def clean_print(db: Database, settings: Settings, repo: Path) -> str:
     """The fingerprint of a clean run of `repo` (the database emptied again afterwards)."""
-    await ingest_repository(db, settings, repo)
+    return (await clean_run(db, settings, repo))[0]
+
+
+async def clean_run(db: Database, settings: Settings, repo: Path) -> tuple[str, dict[str, int]]:
+    """The fingerprint and counts of a clean run of `repo` (the database emptied again afterwards)."""
+    result = await ingest_repository(db, settings, repo)
     async with db.connection() as conn:
         clean = await fingerprint(conn)
         await conn.execute("TRUNCATE mahavishnu.repositories, mahavishnu.embeddings CASCADE")
-    return clean
+    return clean, {k: getattr(result, k) for k in COUNTS}
 
 
 FAULTS = {
@@ -99,18 +110,19 @@ async def test_each_fault_is_survived_with_the_clean_runs_database(
     stub = stubs[0]
     stub_faults, ollama = FAULTS[fault]
     settings = settings_for(database, tmp_path / "home", stub.url, **ollama)
-    clean = await clean_print(db, settings, repo)
+    clean, counts = await clean_run(db, settings, repo)
     stub.reset()
     stub.configure(**stub_faults)
     with caplog.at_level(logging.WARNING):
         result = await ingest_repository(db, settings, repo)
     async with db.connection() as conn:
         assert await fingerprint(conn) == clean
+    assert {k: getattr(result, k) for k in COUNTS} == counts
     assert result.files_changed == FILES
     faults = stub.stats.failures + stub.stats.resets + stub.stats.hangs
     assert faults > 0, "the fault never happened: the test proves nothing"
     if fault == "every_2nd_no_budget":
-        assert "Set aside a batch" in caplog.text
+        assert "Set aside " in caplog.text
         assert "final pass 1 of 2" in caplog.text
 
 
@@ -307,7 +319,8 @@ def test_metrics_per_server_after_an_ingest_against_a_healthy_and_a_failing_serv
     assert _sum(points, requests, server=good, outcome="error") == 0
     assert _sum(points, requests, server=bad, outcome="error") == failing.stats.failures > 0
     assert (
-        _sum(points, requests, server=bad, outcome="ok") == failing.stats.embed_requests - failing.stats.failures
+        _sum(points, requests, server=bad, outcome="ok")
+        == failing.stats.embed_requests - failing.stats.failures
     )
     assert _sum(points, "mahavishnu.embed.failures", server=bad, kind="http_503") == failing.stats.failures
     assert _sum(points, "mahavishnu.embed.failures", server=good) == 0

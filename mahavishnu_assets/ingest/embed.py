@@ -321,7 +321,7 @@ class OllamaEmbedder:
         pool = self._connect()
         self.budget.requests += 1
         attempts = 0
-        delay = 0.0
+        delay = self.options.retry_backoff_seconds  # the first retry waits 1 to 3 times it
         avoid: EmbedServer | None = None
         while True:
             server = await pool.acquire(avoid)

@@ -114,6 +114,21 @@ class EmbeddingsInFlight:
                 future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
                 future.exception()  # marked retrieved: the batch's own error is what gets reported
 
+    def recover(self, batch: Batch) -> None:
+        """Drop from `batch.unavailable` what other batches have embedded since (stored, or still in flight
+        with its vector), taking those vectors: a batch left incomplete then lacks only what nobody has."""
+        for h in list(batch.unavailable):
+            future = self._pending.get(h)
+            if h in self.committed:
+                batch.unavailable.discard(h)
+            elif future is not None and future.done() and not future.cancelled() and not future.exception():
+                vector = future.result()
+                batch.unavailable.discard(h)
+                if vector is None:
+                    batch.rejected.add(h)
+                else:
+                    batch.vectors[h] = vector
+
     def written(self, batch: Batch, stored: set[bytes]) -> None:
         """`batch` is committed with the vectors `stored`: later batches need not look them up."""
         self.committed.update(stored)

@@ -28,7 +28,8 @@ RETRY_CAP_FACTOR = 32
 
 
 def decorrelated_delay(base: float, previous: float, rng: random.Random) -> float:
-    """The next retry delay: uniform between `base` and three times the previous one, capped.
+    """The next retry delay: uniform between `base` and three times the previous one (`base` before the first
+    retry), capped.
 
     Each request's delays wander on their own ("decorrelated jitter"), so requests that failed together do not
     come back together and land on the same failing slot of a server again."""

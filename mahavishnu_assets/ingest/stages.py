@@ -40,6 +40,8 @@ TAIL_BATCH_CHUNKS = 300  # batch size once all files are handed to readers
 # Files written by a run after which the files table is analyzed once (store.refresh_file_statistics). From
 # about 300 rows PostgreSQL plans an index lookup for a foreign-key check instead of a scan.
 REFRESH_STATISTICS_FILES = 500
+# Batches set aside that a final pass embeds at once.
+FINAL_PASS_BATCHES = 32
 
 
 @dataclass
@@ -111,21 +113,28 @@ async def run_stages(
 
     async def embed_one(batch: Batch) -> None:
         began, computed = time.perf_counter(), batch.computed
+        failure: EmbeddingUnavailableError | None = None
         try:
             await inflight.embed_batch(batch, ctx.space_id)
         except EmbeddingUnavailableError as exc:
-            logger.warning(
-                "Set aside a batch of %d files for the end of the run: %d contents not embedded (%s)",
-                len(batch.files),
-                len(batch.unavailable),
-                exc.message,
-            )
-            set_aside.append(batch)
-            return
+            failure = exc
         finally:
             ctx.reporter.progress.embeddings_computed += batch.computed - computed
             busy["embed"] += time.perf_counter() - began
-        await embedded.put(batch)
+        if failure is None:
+            await embedded.put(batch)
+            return
+        # Its complete files are written now; the others wait for the final passes.
+        ready = batch.split_ready(ctx.known_files)
+        logger.warning(
+            "Set aside %d files for the end of the run: %d contents not embedded (%s)",
+            len(batch.files),
+            len(batch.unavailable),
+            failure.message,
+        )
+        set_aside.append(batch)
+        if ready is not None:
+            await embedded.put(ready)
 
     async def embedding_worker() -> None:
         while (batch := await chunked.get()) is not None:
@@ -150,8 +159,10 @@ async def run_stages(
             new_pass = getattr(ctx.embedder, "new_pass", None)
             if new_pass is not None:
                 new_pass()
+            # Many at once: what these batches still lack is a few requests each, and a batch waiting out a
+            # retry's delay would otherwise hold back the others (the server pool bounds the requests).
             async with asyncio.TaskGroup() as group:
-                for _ in range(depth):
+                for _ in range(FINAL_PASS_BATCHES):
                     group.create_task(embed_each(todo))
 
     async def embedding() -> None:
@@ -228,6 +239,7 @@ async def write_embedded_batch(
     with a chunk the servers never embedded (`batch.unavailable`) is left out and counted in `unembedded`."""
     files, skips = batch.files, list(batch.skips)
     cached: set[bytes] = set()
+    inflight.recover(batch)
     if batch.unavailable:
         files, cached = _leave_unembedded(ctx, batch, unembedded or Unembedded())
     if batch.rejected:
