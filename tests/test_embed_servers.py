@@ -247,6 +247,29 @@ def test_reachable_and_auto_understand_several_hosts(stubs: list[OllamaStub], se
     assert fallback.announcement and dead in fallback.announcement
 
 
+def test_status_reports_each_embedding_server(
+    database: ConnectTarget,
+    settings_dir: Path,
+    stubs: list[OllamaStub],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mahavishnu_assets.cli import main
+
+    dead = closed_port_url()
+    monkeypatch.setenv("MAHAVISHNU_DATABASE_URL", database.libpq_url().get_secret_value())
+    monkeypatch.setenv("OLLAMA_HOST", f"{stubs[0].url},{dead}")
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    embedding = status["embedding"]
+    assert embedding["embedder"] == "auto"
+    assert [(s["url"], s["reachable"]) for s in embedding["servers"]] == [(stubs[0].url, True), (dead, False)]
+    assert embedding["servers"][1]["reason"]
+    monkeypatch.setenv("MAHAVISHNU_EMBEDDER", "local")
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["embedding"]["servers"] == []
+
+
 # -- metrics ---------------------------------------------------------------------------------------------------
 METRICS_RUN = """
 import json, sys

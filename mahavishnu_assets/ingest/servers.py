@@ -5,7 +5,8 @@ server. A server failing `failures` times in a row is benched (its breaker opens
 one request probes it: a success puts it back, a failure benches it for twice as long. While every server is
 benched requests wait, up to `outage_seconds`; then they give up (their batches are set aside by the pipeline)
 instead of hammering dead servers. A server answering vectors of another size, or lacking the model, is refused
-for good: one embedder's vectors are always of one space.
+for good: one embedder's vectors are always of one space. Also here: what a failed request means
+(`classify_failure`), and whether servers answer at all (`ollama_reachable`, `reachability`).
 """
 
 from __future__ import annotations
@@ -378,6 +379,17 @@ def ollama_reachable(host: str | list[str], timeout: float = 1.5) -> str | None:
             return None
         reasons.append(why if len(urls) == 1 else f"{url}: {why}")
     return "; ".join(reasons) or "no server given"
+
+
+def reachability(urls: list[str], timeout: float = 1.5) -> dict[str, str | None]:
+    """Each server's answer to `ollama_reachable` (None: an Ollama server answers), asked all at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not urls:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
+        answers = list(pool.map(lambda url: _reachable(url, timeout), urls))
+    return dict(zip(urls, answers, strict=True))
 
 
 def _reachable(url: str, timeout: float) -> str | None:
