@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import threading
 import time
@@ -63,28 +62,25 @@ def configure(stub: Stub, **changes: Any) -> None:
 
 
 class OwnCpu:
-    """CPU seconds of this benchmark's own processes while a timing runs: the ingest command with its children
-    (reaped, so exact), our PostgreSQL (its postmaster and every process it started, sampled every 0.2 s since
-    backends exit with their connections) and our stubs. The machine is shared: everything else is excluded."""
+    """CPU seconds of this benchmark's own processes while a timing runs: the ingest command and every process
+    it started (its reader workers hang off a forkserver, so they are found by ancestry, not by waiting), our
+    PostgreSQL (its postmaster and every process it started) and our stubs. Sampled every 0.2 s, since backends
+    and workers exit before the timing ends. The machine is shared: everything else is excluded."""
 
     def __init__(self, home: Path, stubs: list[Stub]) -> None:
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.me = os.getpid()
         self.postmaster = int((home / "pgdata" / "postmaster.pid").read_text().split()[0])
         self.stubs = {s.process.pid for s in stubs}
-        self.children = self._children()
+        self.kinds: dict[int, str] = {}
         self.before = self._sample()
         self.last = dict(self.before)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _children() -> float:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
-
-    def _sample(self) -> dict[int, tuple[str, float]]:
-        out: dict[int, tuple[str, float]] = {}
+    def _sample(self) -> dict[int, float]:
+        stats: dict[int, tuple[int, float]] = {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -92,10 +88,25 @@ class OwnCpu:
                 fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            pid, ppid = int(entry), int(fields[1])
-            kind = "stub" if pid in self.stubs else "postgres" if self.postmaster in (pid, ppid) else None
-            if kind is not None:
-                out[pid] = (kind, (int(fields[11]) + int(fields[12])) / self.tick)
+            stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / self.tick)
+        out: dict[int, float] = {}
+        for pid, (ppid, cpu) in stats.items():
+            kind = self.kinds.get(pid)
+            if kind is None:
+                if pid in self.stubs:
+                    kind = "stub"
+                elif self.postmaster in (pid, ppid):
+                    kind = "postgres"
+                else:
+                    # A descendant of this benchmark (the command, its forkserver, its workers).
+                    seen, parent = 0, ppid
+                    while parent > 1 and parent != self.me and seen < 64:
+                        parent, seen = stats.get(parent, (0, 0.0))[0], seen + 1
+                    kind = "ours" if parent == self.me and pid != self.me else None
+                if kind is None:
+                    continue
+                self.kinds[pid] = kind
+            out[pid] = cpu
         return out
 
     def _run(self) -> None:
@@ -106,9 +117,9 @@ class OwnCpu:
         self._stop.set()
         self._thread.join()
         self.last.update(self._sample())
-        spent = {"ours": self._children() - self.children, "postgres": 0.0, "stub": 0.0}
-        for pid, (kind, cpu) in self.last.items():
-            spent[kind] += cpu - self.before.get(pid, (kind, 0.0))[1]
+        spent = {"ours": 0.0, "postgres": 0.0, "stub": 0.0}
+        for pid, cpu in self.last.items():
+            spent[self.kinds[pid]] += cpu - self.before.get(pid, 0.0)
         return {k: round(v, 2) for k, v in spent.items()}
 
 

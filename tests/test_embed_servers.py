@@ -247,6 +247,21 @@ def test_reachable_and_auto_understand_several_hosts(stubs: list[OllamaStub], se
     assert fallback.announcement and dead in fallback.announcement
 
 
+def test_the_official_client_loads_with_several_hosts_in_its_variable() -> None:
+    """The `ollama` package parses OLLAMA_HOST when imported and takes one URL: a list must not break it."""
+    hosts = "http://127.0.0.1:1,http://127.0.0.1:2"
+    code = (
+        "import os\n"
+        "from mahavishnu_assets.ingest.ollama_client import ollama\n"
+        "from mahavishnu_assets.settings import Settings\n"
+        "print(os.environ['OLLAMA_HOST'], ollama.AsyncClient.__name__, ','.join(Settings().ollama.urls))\n"
+    )
+    env = {**os.environ, "OLLAMA_HOST": hosts}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [hosts, "AsyncClient", hosts]
+
+
 def test_status_reports_each_embedding_server(
     database: ConnectTarget,
     settings_dir: Path,
