@@ -109,6 +109,42 @@ class EmbeddingMismatchError(EmbeddingError):
     )
 
 
+class EmbeddingUnavailableError(EmbeddingError):
+    """The embedding servers kept failing a request (errors, timeouts, resets) through all its attempts.
+
+    `vectors` holds what the call did embed (None elsewhere) and `missing` the positions it could not, so a
+    caller can keep the rest and ask again later."""
+
+    code = "embedding_unavailable"
+    default_suggestion = (
+        "Check that the Ollama servers run (OLLAMA_HOST), or raise ollama.timeout_seconds / ollama.max_retries; "
+        "a re-run resumes where this one stopped."
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vectors: list[Any] | None = None,
+        missing: list[int] | None = None,
+        suggestion: str | None = None,
+    ) -> None:
+        super().__init__(message, suggestion=suggestion)
+        self.vectors = vectors
+        self.missing = missing or []
+
+
+class EmbeddingIncompleteError(EmbeddingError):
+    """An ingest ended with chunks its embedding servers never embedded, even in the final passes."""
+
+    code = "embedding_incomplete"
+    default_suggestion = (
+        "The files of these chunks were left as they were: the next `mahavishnu ingest` embeds only them. Check "
+        "the Ollama servers (OLLAMA_HOST) and their logs, or raise ollama.retry_budget_ratio / "
+        "ollama.final_passes."
+    )
+
+
 class IngestError(MahavishnuError):
     """A repository cannot be ingested."""
 

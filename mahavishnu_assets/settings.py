@@ -60,12 +60,30 @@ class EmbeddedSettings(BaseModel):
 
 
 class OllamaSettings(BaseModel):
+    # One base URL, or several separated by commas (OLLAMA_HOST too): batches go to the least-loaded healthy
+    # one. `hosts`, when not empty, names them as a list instead.
     host: str = Field(default_factory=default_ollama_host, validate_default=True)
+    hosts: list[str] = Field(default_factory=list)
     timeout_seconds: float = Field(default=60.0, gt=0)
     batch_size: int = Field(default=64, ge=1, le=4096)
+    # Requests in flight to each server.
     concurrency: int = Field(default=4, ge=1, le=64)
+    # Retries of one request before its batch is set aside for the end of the run (and again in each final pass).
     max_retries: int = Field(default=4, ge=0, le=20)
+    # The first retry's delay; later ones are decorrelated jitter up to 32 times it.
     retry_backoff_seconds: float = Field(default=0.5, ge=0)
+    # Retries a run may spend before failed requests are set aside at once: the larger of retry_budget_min and
+    # retry_budget_ratio x the requests it has sent.
+    retry_budget_ratio: float = Field(default=0.1, ge=0, le=10)
+    retry_budget_min: int = Field(default=20, ge=0)
+    # Passes over the batches set aside, once every other batch is done, each with fresh attempts.
+    final_passes: int = Field(default=2, ge=0, le=10)
+    # Consecutive failures that bench a server (circuit breaker), and its first cool-down before one probing
+    # request is let through (doubled after each failed probe, at most 30 s).
+    circuit_failures: int = Field(default=5, ge=1, le=1000)
+    circuit_cooldown_seconds: float = Field(default=1.0, gt=0)
+    # How long requests wait while every server is benched before their batches are set aside.
+    outage_seconds: float = Field(default=60.0, gt=0)
     max_input_chars: int = Field(default=8000, ge=64)
     # Put before every document / search query sent to the model: None takes the model card's
     # (mahavishnu_assets/ingest/model_prefixes.py), "" sends none. Part of the embedding space.
@@ -77,11 +95,37 @@ class OllamaSettings(BaseModel):
     @field_validator("host")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if "://" not in value:
-            value = f"http://{value}"
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
+        urls = split_hosts(value)
+        if not urls:
+            raise ValueError("must name at least one http(s) URL")
+        return ",".join(urls)
+
+    @field_validator("hosts")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        return split_hosts(",".join(value))
+
+    @property
+    def urls(self) -> list[str]:
+        """The servers' base URLs: `hosts` when given, else those in `host`."""
+        return self.hosts or split_hosts(self.host)
+
+
+def split_hosts(value: str) -> list[str]:
+    """Base URLs from a comma-separated list (`http://` added when no scheme is given), without duplicates."""
+    urls: list[str] = []
+    for part in value.split(","):
+        url = part.strip()
+        if not url:
+            continue
+        if "://" not in url:
+            url = f"http://{url}"
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"must be http(s) URLs, got {url!r}")
+        url = url.rstrip("/")
+        if url not in urls:
+            urls.append(url)
+    return urls
 
 
 class RepositorySettings(BaseModel):

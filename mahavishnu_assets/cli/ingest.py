@@ -46,6 +46,19 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def embedding_status(settings: Any, db: Any) -> dict[str, Any]:
+    """The embedder chosen and, unless it is an offline one, whether each Ollama server answers (merged into
+    `mahavishnu status`)."""
+    import asyncio
+
+    from mahavishnu_assets.ingest.servers import reachability
+
+    urls = settings.ollama.urls if settings.embedder in ("ollama", "auto") else []
+    answers = await asyncio.to_thread(reachability, urls)
+    servers = [{"url": url, "reachable": why is None, "reason": why} for url, why in answers.items()]
+    return {"embedding": {"embedder": settings.embedder, "model": settings.embed_model, "servers": servers}}
+
+
 async def ingest_status(settings: Any, db: Any) -> dict[str, Any]:
     """Per repository: last ingest, its outcome, files and chunks (merged into `mahavishnu status`)."""
     async with db.connection() as conn:

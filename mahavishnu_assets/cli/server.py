@@ -44,7 +44,7 @@ async def down(args: argparse.Namespace) -> dict[str, Any]:
 
 async def status(args: argparse.Namespace) -> dict[str, Any]:
     from mahavishnu_assets.cli.context import opened
-    from mahavishnu_assets.cli.ingest import ingest_status
+    from mahavishnu_assets.cli.ingest import embedding_status, ingest_status
     from mahavishnu_assets.cli.memory import pool_status
     from mahavishnu_assets.cli.search import index_status
     from mahavishnu_assets.database.migrations import schema_version
@@ -61,8 +61,9 @@ async def status(args: argparse.Namespace) -> dict[str, Any]:
             "pool": db.stats().to_dict(),
             "recommendations": [],
         }
-        # The other domains' figures: repositories and their last ingests, index recall, pool advice.
-        for domain_status in (ingest_status, index_status, pool_status):
+        # The other domains' figures: repositories and their last ingests, the embedding servers, index recall,
+        # pool advice.
+        for domain_status in (ingest_status, embedding_status, index_status, pool_status):
             result.update(await domain_status(settings, db))
         return result
 

@@ -89,7 +89,8 @@ class OllamaResource(ConfigurableResource):
         if self.embedder_choice:
             updates["embedder"] = self.embedder_choice
         if self.host:
-            updates["ollama"] = settings.ollama.model_copy(update={"host": self.host})
+            # Several servers may be named, separated by commas; they replace any `ollama.hosts` list.
+            updates["ollama"] = settings.ollama.model_copy(update={"host": self.host, "hosts": []})
         return settings.model_copy(update=updates) if updates else settings
 
     def embedder(self, settings: Settings | None = None) -> "Embedder":

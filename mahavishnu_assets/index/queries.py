@@ -329,9 +329,10 @@ async def embedder_for_space(settings: Settings, space: Space) -> tuple[Embedder
         if settings.embedder == "local":
             return None, "MAHAVISHNU_EMBEDDER=local, so Ollama is not asked"
         if settings.embedder == "auto":
-            why = await asyncio.to_thread(ollama_reachable, settings.ollama.host)
+            urls = settings.ollama.urls
+            why = await asyncio.to_thread(ollama_reachable, urls)
             if why is not None:
-                return None, f"Ollama is not reachable at {settings.ollama.host} ({why})"
+                return None, f"Ollama is not reachable at {', '.join(urls)} ({why})"
         candidate = make_embedder(settings.model_copy(update={"embedder": "ollama"}))
     else:
         return None, f"no configured embedder makes vectors of provider {space.provider!r}"

@@ -32,6 +32,8 @@ class Batch:
     mine: set[bytes] = field(default_factory=set)  # hashes this batch embedded itself
     owned: dict[bytes, asyncio.Future[Any]] = field(default_factory=dict)  # in-flight entries it created
     computed: int = 0
+    # Contents the servers failed to embed at the last try (the batch is set aside, then tried again).
+    unavailable: set[bytes] = field(default_factory=set)
 
     def add(self, outcome: Outcome, stored_paths: set[str] | dict[str, Any]) -> None:
         """Take one file's outcome; `stored_paths` tells a modified file from an added one."""
@@ -65,3 +67,40 @@ class Batch:
             for c in f.chunks:
                 out.setdefault(c.content_hash, c.document)
         return out
+
+    def split_ready(self, stored_paths: set[str] | dict[str, Any]) -> Batch | None:
+        """Split off what can be written now: the files whose every chunk has a vector (or a refusal) and the
+        rows that need none. This batch keeps only the files lacking a vector (`unavailable`), to be embedded
+        again later; None when nothing is ready."""
+        waiting = [f for f in self.files if any(c.content_hash in self.unavailable for c in f.chunks)]
+        ready_files = [f for f in self.files if f not in waiting]
+        if not ready_files and not (
+            self.skips or self.remove or self.stat_updates or self.files_read > len(waiting)
+        ):
+            return None
+        ready_hashes = {c.content_hash for f in ready_files for c in f.chunks}
+        waiting_added = sum(1 for f in waiting if f.path not in stored_paths)
+        ready = Batch(
+            files=ready_files,
+            skips=self.skips,
+            remove=self.remove,
+            stat_updates=self.stat_updates,
+            files_read=self.files_read - len(waiting),
+            added=self.added - waiting_added,
+            modified=self.modified - (len(waiting) - waiting_added),
+            unchanged=self.unchanged,
+            skip_reasons=self.skip_reasons,
+            chunk_count=sum(len(f.chunks) for f in ready_files),
+            vectors={h: v for h, v in self.vectors.items() if h in ready_hashes},
+            rejected=set(self.rejected),
+            mine=self.mine & ready_hashes,
+            owned={h: f for h, f in self.owned.items() if h in ready_hashes},
+            computed=self.computed,
+        )
+        self.files, self.skips, self.remove, self.stat_updates = waiting, [], [], []
+        self.files_read, self.added, self.modified = len(waiting), waiting_added, len(waiting) - waiting_added
+        self.unchanged, self.skip_reasons, self.computed = 0, Counter(), 0
+        self.chunk_count = sum(len(f.chunks) for f in waiting)
+        self.mine -= ready_hashes
+        self.owned = {h: f for h, f in self.owned.items() if h not in ready_hashes}
+        return ready

@@ -15,11 +15,20 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from mahavishnu_assets.errors import EmbeddingError, EmbeddingMismatchError
+from mahavishnu_assets.errors import EmbeddingError, EmbeddingMismatchError, EmbeddingUnavailableError
+from mahavishnu_assets.ingest.servers import (
+    ServerFailure,
+    all_of,
+    classify_failure,
+    decorrelated_delay,
+    ollama_reachable,
+    uniform_size,
+)
 
 if TYPE_CHECKING:
     import asyncpg
 
+    from mahavishnu_assets.ingest.servers import EmbedServer, ServerPool
     from mahavishnu_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -99,6 +108,8 @@ class EmbedStats:
     requests: int = 0
     texts: int = 0
     retries: int = 0
+    failures: int = 0  # requests that failed (each retried or given up)
+    gave_up: int = 0  # requests that failed through all their attempts
     splits: int = 0
     rejected: int = 0
     seconds: float = 0.0
@@ -146,13 +157,18 @@ def _check_vectors(vectors: Any, count: int, dimensions: int, what: str) -> Any:
 
 @dataclass
 class OllamaOptions:
-    host: str
+    host: str  # one base URL, or several separated by commas
     model: str
     timeout_seconds: float = 60.0
     batch_size: int = 64
-    concurrency: int = 4
-    max_retries: int = 4
+    concurrency: int = 4  # requests in flight per server
+    max_retries: int = 4  # per request, in the main pass and again in each final pass
     retry_backoff_seconds: float = 0.5
+    retry_budget_ratio: float = 0.1
+    retry_budget_min: int = 20
+    circuit_failures: int = 5
+    circuit_cooldown_seconds: float = 1.0
+    outage_seconds: float = 60.0
     max_input_chars: int = 8000
     dimensions: int | None = None  # known in advance (or learnt by probe)
     keep_alive: str | None = None
@@ -160,24 +176,38 @@ class OllamaOptions:
     document_prefix: str | None = None
     query_prefix: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    hosts: list[str] | None = None  # the servers as a list; wins over `host`
+
+    @property
+    def urls(self) -> list[str]:
+        from mahavishnu_assets.settings import split_hosts
+
+        return split_hosts(",".join(self.hosts)) if self.hosts else split_hosts(self.host)
 
 
 class OllamaEmbedder:
-    """Embeddings from an Ollama server through `ollama.AsyncClient.embed`.
+    """Embeddings from one or several Ollama servers through `ollama.AsyncClient.embed`.
 
-    Batches run with bounded concurrency; timeouts, 5xx and connection errors are retried with exponential
-    backoff; a 4xx is never retried, but a batch refused for its input is split in halves until the one bad
-    input is isolated (reported through `embed_partial`). Returned vectors are checked for count, size and
-    finiteness: a mismatch raises `EmbeddingMismatchError` and nothing of that batch is returned. Documents
-    and queries get the model's prefixes (`model_prefixes`) unless the options name others.
+    Requests go to the least-loaded healthy server (`servers.ServerPool`); timeouts, 5xx, resets and refused
+    connections are retried after a decorrelated-jitter delay, on another server when there is one, within the
+    run's retry budget; a server failing again and again is benched (circuit breaker). A request that still
+    fails raises `EmbeddingUnavailableError` carrying what the call did embed, so an ingest sets that batch aside
+    for its final passes (`new_pass`). A 4xx is never retried, but a batch refused for its input is split in
+    halves until the one bad input is isolated (reported through `embed_partial`). Returned vectors are checked
+    for count, size and finiteness: a mismatch raises `EmbeddingMismatchError` and nothing of that batch is
+    returned; with several servers, one answering another size (another model) or lacking the model is refused
+    and the others go on. Documents and queries get the model's prefixes (`model_prefixes`) unless the options
+    name others.
     """
 
     def __init__(self, options: OllamaOptions, *, announcement: str | None = None) -> None:
         from mahavishnu_assets.ingest.model_prefixes import model_prefixes
+        from mahavishnu_assets.ingest.servers import RetryBudget
 
         self.options = options
         self.announcement = announcement
         self.model = options.model
+        self.urls = options.urls
         document, query = model_prefixes(options.model)
         self.key = SpaceKey(
             OLLAMA_PROVIDER,
@@ -187,24 +217,49 @@ class OllamaEmbedder:
             query if options.query_prefix is None else options.query_prefix,
         )
         self.stats = EmbedStats()
-        self._ollama: Any = None
-        self._semaphore: asyncio.Semaphore | None = None
+        self.budget = RetryBudget(options.retry_budget_ratio, options.retry_budget_min)
+        self._random = random.Random()
+        self._pool: ServerPool | None = None
         self._probe_lock: asyncio.Lock | None = None
 
     # -- plumbing ------------------------------------------------------------
-    def _connect(self) -> Any:
-        if self._ollama is None:
-            from mahavishnu_assets.ingest.ollama_client import make_client
+    def _connect(self) -> ServerPool:
+        if self._pool is None:
+            from mahavishnu_assets.ingest.servers import ServerPool
 
-            self._ollama = make_client(self.options.host, self.options.timeout_seconds)
-            self._semaphore = asyncio.Semaphore(self.options.concurrency)
+            o = self.options
+            self._pool = ServerPool(
+                self.urls,
+                timeout=o.timeout_seconds,
+                concurrency=o.concurrency,
+                failures=o.circuit_failures,
+                cooldown=o.circuit_cooldown_seconds,
+                outage_seconds=o.outage_seconds,
+            )
             self._probe_lock = asyncio.Lock()
-        return self._ollama
+        return self._pool
 
     async def aclose(self) -> None:
-        client, self._ollama = self._ollama, None
-        if client is not None:
-            await client.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
+
+    def new_pass(self) -> None:
+        """Fresh attempts for requests set aside earlier (an ingest's final passes): each request has its
+        max_retries again, outside the run's budget, and benched servers are probed at once."""
+        self.budget.final = True
+        if self._pool is not None:
+            self._pool.new_pass()
+
+    def server_stats(self) -> dict[str, dict[str, Any]]:
+        """Per server: requests, failures, retries, texts and seconds so far; benched or refused."""
+        pool = self._pool
+        if pool is None:
+            return {url: {} for url in self.urls}
+        return {
+            s.url: {**s.stats.to_dict(), "benched": s.breaker.benched, "refused": s.refused}
+            for s in pool.servers
+        }
 
     def _prepare(self, text: str, prefix: str) -> str:
         # Ollama truncates to the model's context itself (truncate=True); the character cap keeps requests
@@ -213,68 +268,119 @@ class OllamaEmbedder:
         return prefix + (text if text.strip() else "(empty)")
 
     # -- one request ---------------------------------------------------------
-    async def _call(self, texts: list[str]) -> Any:
-        """One /api/embed call with retries on transient failures; returns the raw embeddings."""
-        import httpx
-        import ollama
+    async def _send(self, server: EmbedServer, texts: list[str]) -> Any:
+        """One /api/embed request to `server` (taken from the pool); its raw embeddings, or `ServerFailure`."""
+        from mahavishnu_assets import telemetry
 
-        client = self._connect()
-        assert self._semaphore is not None
-        attempt = 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        where = {"server": server.label}
+        try:
+            # httpx times each read; a server that trickles bytes would never trip that, so the whole answer
+            # has the same deadline (Ollama sends nothing until a batch is computed).
+            async with asyncio.timeout(self.options.timeout_seconds):
+                response = await server.client.embed(
+                    model=self.model,
+                    input=texts,
+                    truncate=True,
+                    keep_alive=self.options.keep_alive,
+                    **self.options.extra,
+                )
+        except BaseException as exc:
+            kind, reason = classify_failure(exc, self.options.timeout_seconds)
+            if kind is not None:
+                seconds = loop.time() - started
+                telemetry.embed_requests.add(1, {**where, "outcome": "error"})
+                telemetry.embed_request_duration.record(seconds, {**where, "outcome": "error"})
+                telemetry.embed_failures.add(1, {**where, "kind": kind})
+                server.stats.failures += 1
+                self.stats.failures += 1
+            if reason is not None:
+                raise ServerFailure(kind or "error", reason) from exc
+            if isinstance(exc, ValueError):
+                answer_error = self._answer_error(exc, server.url)
+                if answer_error is not None:
+                    raise answer_error from None
+            raise
+        seconds = loop.time() - started
+        telemetry.embed_requests.add(1, {**where, "outcome": "ok"})
+        telemetry.embed_request_duration.record(seconds, {**where, "outcome": "ok"})
+        server.stats.requests += 1
+        server.stats.texts += len(texts)
+        server.stats.seconds += seconds
+        self.stats.requests += 1
+        self.stats.seconds += seconds
+        return response.embeddings
+
+    async def _call(self, texts: list[str]) -> Any:
+        """One request's life: sent to a server, sent again (elsewhere when possible) after transient failures
+        while its attempts and the budget last; the raw embeddings."""
+        from mahavishnu_assets import telemetry
+        from mahavishnu_assets.ingest.ollama_client import ollama
+
+        pool = self._connect()
+        self.budget.requests += 1
+        attempts = 0
+        delay = self.options.retry_backoff_seconds  # the first retry waits 1 to 3 times it
+        avoid: EmbedServer | None = None
         while True:
+            server = await pool.acquire(avoid)
             try:
-                async with self._semaphore:
-                    started = asyncio.get_running_loop().time()
-                    # httpx times each read; a server that trickles bytes would never trip that, so the whole
-                    # answer has the same deadline (Ollama sends nothing until a batch is computed).
-                    async with asyncio.timeout(self.options.timeout_seconds):
-                        response = await client.embed(
-                            model=self.model,
-                            input=texts,
-                            truncate=True,
-                            keep_alive=self.options.keep_alive,
-                            **self.options.extra,
-                        )
-                    self.stats.seconds += asyncio.get_running_loop().time() - started
-                self.stats.requests += 1
-                return response.embeddings
+                raw = await self._send(server, texts)
+            except ServerFailure as failure:
+                pool.release(server, "failed")
+                reason, error = failure.reason, failure
             except ollama.ResponseError as exc:
-                status = exc.status_code
-                if 400 <= status < 500:
+                pool.release(server, "ok")  # it answered: alive, whatever it thinks of the request
+                if exc.status_code in _INPUT_STATUSES:
                     raise
-                error: BaseException = exc
-                reason = f"HTTP {status}: {str(exc.error)[:200]}"
-            except TimeoutError as exc:
-                error = exc
-                reason = f"Timeout: no whole answer within {self.options.timeout_seconds:g}s"
-            except (httpx.TimeoutException, httpx.TransportError, ConnectionError, OSError) as exc:
-                error = exc
-                reason = f"{exc.__class__.__name__}: {str(exc)[:200] or 'no detail'}"
-            except ValueError as exc:
-                answer_error = self._answer_error(exc)
-                if answer_error is None:
-                    raise
-                raise answer_error from None
-            if attempt >= self.options.max_retries:
-                raise EmbeddingError(
-                    f"Ollama at {self.options.host} failed {attempt + 1} times for model {self.model!r} "
-                    f"({reason})",
-                    suggestion="Check that Ollama runs (OLLAMA_HOST), or raise ollama.timeout_seconds / "
-                    "ollama.max_retries; a re-run resumes where this one stopped.",
-                ) from error
-            delay = self.options.retry_backoff_seconds * (2**attempt) * (0.75 + random.random() / 2)
-            attempt += 1
+                if exc.status_code == 404 and (server.refused or len(pool.live) > 1):
+                    pool.refuse(server, f"does not have model {self.model!r}")
+                    continue
+                raise self._model_error(exc, server.url) from None
+            except BaseException:
+                pool.release(server, "abandoned")
+                raise
+            else:
+                pool.release(server, "ok")
+                size = uniform_size(raw)
+                wrong = self.key.dimensions and size not in (None, self.key.dimensions)
+                if wrong and (server.refused or len(pool.live) > 1):
+                    # Another model behind this address: its vectors would not belong to this space.
+                    pool.refuse(
+                        server, f"answers {size}-dimension vectors, the space has {self.key.dimensions}"
+                    )
+                    continue
+                return raw
+            attempts += 1
+            if attempts > self.options.max_retries or not self.budget.take():
+                self.stats.gave_up += 1
+                spent = attempts <= self.options.max_retries
+                raise EmbeddingUnavailableError(
+                    self._failed_message(server.url, attempts, reason)
+                    + ("; the run's retry budget is spent" if spent else "")
+                ) from error.__cause__
+            delay = decorrelated_delay(self.options.retry_backoff_seconds, delay, self._random)
             self.stats.retries += 1
+            server.stats.retries += 1
+            telemetry.embed_retries.add(1, {"server": server.label})
             logger.warning(
-                "Ollama embed failed (%s); retry %d/%d in %.2fs",
+                "Ollama embed failed at %s (%s); retry %d/%d in %.2fs",
+                server.url,
                 reason,
-                attempt,
+                attempts,
                 self.options.max_retries,
                 delay,
             )
             await asyncio.sleep(delay)
+            avoid = server
 
-    def _answer_error(self, exc: ValueError) -> EmbeddingError | None:
+    def _failed_message(self, url: str, attempts: int, reason: str) -> str:
+        if len(self.urls) == 1:
+            return f"Ollama at {url} failed {attempts} times for model {self.model!r} ({reason})"
+        return f"Ollama failed {attempts} times for model {self.model!r}, last at {url} ({reason})"
+
+    def _answer_error(self, exc: ValueError, url: str) -> EmbeddingError | None:
         """What an answer that does not decode into an EmbedResponse means (asking again will not help); None
         when the error is not about the answer (a text the client could not even encode, say)."""
         from json import JSONDecodeError
@@ -292,31 +398,28 @@ class OllamaEmbedder:
         elif not isinstance(exc, JSONDecodeError):
             return None
         return EmbeddingError(
-            f"{self.options.host} answered /api/embed with something that is not an embedding response "
+            f"{url} answered /api/embed with something that is not an embedding response "
             f"({exc.__class__.__name__}); nothing of this batch was written",
             suggestion="Check that OLLAMA_HOST (ollama.host) points at an Ollama server.",
         )
 
-    def _model_error(self, exc: Any) -> EmbeddingError:
+    def _model_error(self, exc: Any, url: str) -> EmbeddingError:
         if exc.status_code == 404:
             return EmbeddingError(
-                f"Ollama at {self.options.host} does not have model {self.model!r} ({str(exc.error)[:200]})",
+                f"Ollama at {url} does not have model {self.model!r} ({str(exc.error)[:200]})",
                 suggestion=f"Run `ollama pull {self.model}` or set MAHAVISHNU_EMBED_MODEL to a pulled model.",
             )
         return EmbeddingError(
-            f"Ollama at {self.options.host} refused the request with HTTP {exc.status_code}: "
-            f"{str(exc.error)[:200]}",
+            f"Ollama at {url} refused the request with HTTP {exc.status_code}: {str(exc.error)[:200]}",
         )
 
     async def _embed_batch(self, texts: list[str], offset: int, rejected: list[int]) -> list[Any]:
         """Embed one batch; on an input-shaped 4xx split it to isolate the inputs the server refuses."""
-        import ollama
+        from mahavishnu_assets.ingest.ollama_client import ollama
 
         try:
             raw = await self._call(texts)
         except ollama.ResponseError as exc:
-            if exc.status_code not in _INPUT_STATUSES:
-                raise self._model_error(exc) from None
             if len(texts) == 1:
                 logger.warning(
                     "Ollama refused input %d (HTTP %d: %s); it is skipped",
@@ -329,11 +432,11 @@ class OllamaEmbedder:
                 return [None]
             self.stats.splits += 1
             half = len(texts) // 2
-            left, right = await asyncio.gather(
+            left, right = await all_of(
                 self._embed_batch(texts[:half], offset, rejected),
                 self._embed_batch(texts[half:], offset + half, rejected),
             )
-            return left + right
+            return list(left) + list(right)
         if not self.key.dimensions:
             await self.probe()
         checked = _check_vectors(raw, len(texts), self.key.dimensions, f"Ollama model {self.model!r}")
@@ -348,13 +451,30 @@ class OllamaEmbedder:
         prepared = [self._prepare(t, prefix) for t in texts]
         size = self.options.batch_size
         rejected: list[int] = []
-        parts = await asyncio.gather(
-            *(
-                self._embed_batch(prepared[start : start + size], start, rejected)
-                for start in range(0, len(prepared), size)
+        missing: list[int] = []
+        failures: list[EmbeddingUnavailableError] = []
+
+        async def part(start: int) -> list[Any]:
+            batch = prepared[start : start + size]
+            try:
+                return await self._embed_batch(batch, start, rejected)
+            except EmbeddingUnavailableError as exc:
+                # The other requests go on: what they embed is kept, these are asked again later.
+                missing.extend(range(start, start + len(batch)))
+                failures.append(exc)
+                return [None] * len(batch)
+
+        parts = await all_of(*(part(start) for start in range(0, len(prepared), size)))
+        vectors = [vector for part_ in parts for vector in part_]
+        if missing:
+            first = failures[0]
+            raise EmbeddingUnavailableError(
+                f"{first.message}; {len(missing)} of {len(texts)} texts were not embedded",
+                vectors=vectors,
+                missing=sorted(missing),
+                suggestion=first.suggestion,
             )
-        )
-        return [vector for part in parts for vector in part]
+        return vectors
 
     async def _all(self, texts: list[str], prefix: str) -> list[list[float]]:
         vectors = await self._vectors(texts, prefix)
@@ -370,33 +490,86 @@ class OllamaEmbedder:
             self.key = self.key.sized(dimensions)
 
     async def probe(self) -> SpaceKey:
-        """Learn the model's dimensions with one tiny request (once)."""
-        self._connect()
+        """Learn the model's dimensions (once): with several servers each one is asked, and servers answering
+        different sizes are an error (they serve different models: one space, never mixed)."""
+        pool = self._connect()
         assert self._probe_lock is not None
         async with self._probe_lock:
             if self.key.dimensions:
                 return self.key
-            import numpy as np
-            import ollama
-
-            try:
-                raw = await self._call([PROBE_TEXT])
-            except ollama.ResponseError as exc:
-                raise self._model_error(exc) from None
-            if not isinstance(raw, list | tuple | np.ndarray) or len(raw) != 1 or not len(raw[0]):
-                raise EmbeddingMismatchError(
-                    f"Ollama model {self.model!r} returned no usable vector for the dimension probe"
-                )
-            dimensions = len(raw[0])
-            if not 1 <= dimensions <= 16000:
-                raise EmbeddingMismatchError(f"Ollama model {self.model!r} returned {dimensions} dimensions")
-            _check_vectors(raw, 1, dimensions, f"Ollama model {self.model!r}")
+            if len(pool.servers) > 1:
+                dimensions = await self._probe_each(pool)
+            else:
+                dimensions = self._probe_size(await self._probe_call())
             self.key = self.key.sized(dimensions)
             logger.info("Embedding space %s", self.key.describe())
             return self.key
 
+    async def _probe_call(self) -> Any:
+        from mahavishnu_assets.ingest.ollama_client import ollama
+
+        try:
+            return await self._call([PROBE_TEXT])
+        except ollama.ResponseError as exc:
+            raise self._model_error(exc, self.urls[0]) from None
+
+    async def _probe_each(self, pool: ServerPool) -> int:
+        """Ask every server once; a server that does not answer is benched and checked by the size of its
+        answers later. None answering: the usual retries, on any server."""
+        from mahavishnu_assets.ingest.ollama_client import ollama
+
+        async def one(server: EmbedServer) -> int | None:
+            pool.take(server)
+            try:
+                raw = await self._send(server, [PROBE_TEXT])
+            except ServerFailure as failure:
+                pool.release(server, "failed")
+                pool.bench(server)
+                logger.warning(
+                    "Embedding server %s did not answer the probe (%s); benched", server.url, failure.reason
+                )
+                return None
+            except ollama.ResponseError as exc:
+                pool.release(server, "ok")
+                pool.refuse(server, str(self._model_error(exc, server.url)))
+                return None
+            except BaseException:
+                pool.release(server, "abandoned")
+                raise
+            pool.release(server, "ok")
+            return self._probe_size(raw)
+
+        servers = pool.live
+        sizes = await all_of(*(one(s) for s in servers))
+        answered = {s.url: size for s, size in zip(servers, sizes, strict=True) if size is not None}
+        if len(set(answered.values())) > 1:
+            listed = ", ".join(f"{url} {size}" for url, size in answered.items())
+            raise EmbeddingMismatchError(
+                f"The Ollama servers answer model {self.model!r} with vectors of different sizes ({listed}): "
+                "they serve different models, whose vectors cannot share one space",
+                suggestion="Serve the same model on every server in OLLAMA_HOST (`ollama pull "
+                f"{self.model}` on each), or list only the servers that have it.",
+            )
+        if answered:
+            return next(iter(answered.values()))
+        return self._probe_size(await self._probe_call())
+
+    def _probe_size(self, raw: Any) -> int:
+        import numpy as np
+
+        if not isinstance(raw, list | tuple | np.ndarray) or len(raw) != 1 or not len(raw[0]):
+            raise EmbeddingMismatchError(
+                f"Ollama model {self.model!r} returned no usable vector for the dimension probe"
+            )
+        dimensions = len(raw[0])
+        if not 1 <= dimensions <= 16000:
+            raise EmbeddingMismatchError(f"Ollama model {self.model!r} returned {dimensions} dimensions")
+        _check_vectors(raw, 1, dimensions, f"Ollama model {self.model!r}")
+        return dimensions
+
     async def embed_partial(self, texts: list[str]) -> list[Any]:
-        """float32 vectors of documents in input order; None for an input the server refuses even alone."""
+        """float32 vectors of documents in input order; None for an input the server refuses even alone.
+        Raises `EmbeddingUnavailableError` (with the vectors it did get) when servers kept failing."""
         return await self._vectors(texts, self.key.document_prefix)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
@@ -413,39 +586,27 @@ def ollama_options(settings: Settings) -> OllamaOptions:
     o = settings.ollama
     return OllamaOptions(
         host=o.host,
+        hosts=o.urls,
         model=settings.embed_model,
         timeout_seconds=o.timeout_seconds,
         batch_size=o.batch_size,
         concurrency=o.concurrency,
         max_retries=o.max_retries,
         retry_backoff_seconds=o.retry_backoff_seconds,
+        retry_budget_ratio=o.retry_budget_ratio,
+        retry_budget_min=o.retry_budget_min,
+        circuit_failures=o.circuit_failures,
+        circuit_cooldown_seconds=o.circuit_cooldown_seconds,
+        outage_seconds=o.outage_seconds,
         max_input_chars=o.max_input_chars,
         document_prefix=o.document_prefix,
         query_prefix=o.query_prefix,
     )
 
 
-def ollama_reachable(host: str, timeout: float = 1.5) -> str | None:
-    """None when an Ollama server answers at `host`, else why not."""
-    import httpx
-
-    try:
-        response = httpx.get(f"{host.rstrip('/')}/api/version", timeout=timeout)
-    except httpx.HTTPError as exc:
-        return f"{exc.__class__.__name__}"
-    if response.status_code != 200:
-        return f"HTTP {response.status_code}"
-    try:
-        version = response.json().get("version")
-    except (ValueError, AttributeError):
-        version = None
-    # Any web server answers 200; only Ollama says which version it is.
-    return None if isinstance(version, str) else "not an Ollama server: /api/version names no version"
-
-
 def make_embedder(settings: Settings) -> Embedder:
-    """The embedder MAHAVISHNU_EMBEDDER asks for; `auto` falls back to `local` (WordLlama) loudly when Ollama
-    is away. `hashing` (word-hash vectors, no semantics) exists for tests only."""
+    """The embedder MAHAVISHNU_EMBEDDER asks for; `auto` falls back to `local` (WordLlama) loudly when no
+    Ollama server answers. `hashing` (word-hash vectors, no semantics) exists for tests only."""
     from mahavishnu_assets.ingest.local_embed import HashingEmbedder, WordLlamaEmbedder
 
     choice = settings.embedder
@@ -455,12 +616,13 @@ def make_embedder(settings: Settings) -> Embedder:
         return HashingEmbedder(settings.ollama.local_dimensions)
     if choice == "ollama":
         return OllamaEmbedder(ollama_options(settings))
-    why = ollama_reachable(settings.ollama.host)
+    urls = settings.ollama.urls
+    why = ollama_reachable(urls)
     if why is None:
         return OllamaEmbedder(ollama_options(settings))
     fallback = WordLlamaEmbedder()
     announcement = (
-        f"Ollama is not reachable at {settings.ollama.host} ({why}); using the offline local embedder "
+        f"Ollama is not reachable at {', '.join(urls)} ({why}); using the offline local embedder "
         f"(WordLlama, space {fallback.key.describe()}). "
         "Set MAHAVISHNU_EMBEDDER=ollama to require Ollama or =local to silence this."
     )

@@ -11,15 +11,39 @@ per such answer is about 14 ms with the standard decoder and 6.3 ms with orjson
 (`benchmarks/embed_decode_bench.py`). A first ingest of sqlalchemy 2.1.9 (49,274 embeddings, 3 alternating
 runs, a busy 2-core machine) took a median 15.3 CPU-s in the command's process and 95 s wall with the plain
 client, 9.1 CPU-s and 58 s with this transport.
+
+This module is the one place that imports the `ollama` package (others take it from here): the package builds a
+default client from OLLAMA_HOST when it is imported, and that parser takes one URL, so OLLAMA_HOST naming
+several servers separated by commas would fail the import. The import therefore sees only the first of them;
+the variable is put back right after, and every client of ours is given its host explicitly.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import ollama
 import orjson
+
+
+@contextmanager
+def _one_ollama_host() -> Iterator[None]:
+    value = os.environ.get("OLLAMA_HOST")
+    if value is None or "," not in value:
+        yield
+        return
+    os.environ["OLLAMA_HOST"] = value.split(",", 1)[0].strip()
+    try:
+        yield
+    finally:
+        os.environ["OLLAMA_HOST"] = value
+
+
+with _one_ollama_host():
+    import ollama
 
 
 class OrjsonResponse(httpx.Response):

@@ -4,6 +4,11 @@ The reading scheduler hands files to worker processes (or a thread) and its outc
 batches; embedding workers (bounded) fetch vectors for contents the cache lacks; writers replace each batch
 in one transaction. So the database work and the chunking overlap embedding, and a crash between batches
 leaves a consistent database that the next run completes.
+
+A batch whose embedding servers kept failing is set aside while the rest proceeds, and embedded again once
+every other batch is done (`ollama.final_passes` passes, with fresh attempts). What is still missing after the
+last pass is left unwritten, file by file: those files keep their old rows (or none), so the next run finds
+them changed and embeds only what this one could not; this run fails with `EmbeddingIncompleteError`.
 """
 
 from __future__ import annotations
@@ -11,11 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import aclosing
+from dataclasses import dataclass, field
 from typing import Any
 
-from mahavishnu_assets.errors import IngestError, MahavishnuError
+from mahavishnu_assets.errors import (
+    EmbeddingIncompleteError,
+    EmbeddingUnavailableError,
+    IngestError,
+    MahavishnuError,
+)
 from mahavishnu_assets.ingest import store
 from mahavishnu_assets.ingest.batch import Batch
 from mahavishnu_assets.ingest.discover import EMBEDDING_REJECTED, Candidate
@@ -29,6 +40,28 @@ TAIL_BATCH_CHUNKS = 300  # batch size once all files are handed to readers
 # Files written by a run after which the files table is analyzed once (store.refresh_file_statistics). From
 # about 300 rows PostgreSQL plans an index lookup for a foreign-key check instead of a scan.
 REFRESH_STATISTICS_FILES = 500
+# Batches set aside that a final pass embeds at once.
+FINAL_PASS_BATCHES = 32
+
+
+@dataclass
+class Unembedded:
+    """What a run could not embed even in its final passes; those files are left for the next run."""
+
+    chunks: int = 0
+    texts: set[bytes] = field(default_factory=set)
+    files: list[str] = field(default_factory=list)
+
+    def error(self, passes: int) -> EmbeddingIncompleteError:
+        return EmbeddingIncompleteError(
+            f"{self.chunks} chunks ({len(self.texts)} distinct texts) of {len(self.files)} files could not be "
+            f"embedded: the embedding servers kept failing through the run and {passes} final passes. Everything "
+            "else is stored; those files were left as they were, for the next run",
+            unembedded_chunks=self.chunks,
+            unembedded_texts=len(self.texts),
+            files=len(self.files),
+            first_files=sorted(self.files)[:10],
+        )
 
 
 async def run_stages(
@@ -45,6 +78,8 @@ async def run_stages(
     chunked: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=depth)
     embedded: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=depth)
     inflight = EmbeddingsInFlight(ctx.db, ctx.embedder)
+    set_aside: list[Batch] = []
+    unembedded = Unembedded()
     # Time each stage spent working (embed: summed over parallel workers), for tuning and benchmarks.
     busy: dict[str, float] = {"reader_wait": 0.0, "embed": 0.0, "write": 0.0}
     same_as = {p: k.content_hash for p, k in ctx.known_files.items() if k.config == ctx.config}
@@ -76,18 +111,68 @@ async def run_stages(
         for _ in range(depth):
             await chunked.put(None)
 
+    async def embed_one(batch: Batch) -> None:
+        began, computed = time.perf_counter(), batch.computed
+        failure: EmbeddingUnavailableError | None = None
+        try:
+            await inflight.embed_batch(batch, ctx.space_id)
+        except EmbeddingUnavailableError as exc:
+            failure = exc
+        finally:
+            ctx.reporter.progress.embeddings_computed += batch.computed - computed
+            busy["embed"] += time.perf_counter() - began
+        if failure is None:
+            await embedded.put(batch)
+            return
+        # Its complete files are written now; the others wait for the final passes.
+        ready = batch.split_ready(ctx.known_files)
+        logger.warning(
+            "Set aside %d files for the end of the run: %d contents not embedded (%s)",
+            len(batch.files),
+            len(batch.unavailable),
+            failure.message,
+        )
+        set_aside.append(batch)
+        if ready is not None:
+            await embedded.put(ready)
+
     async def embedding_worker() -> None:
         while (batch := await chunked.get()) is not None:
-            began = time.perf_counter()
-            await inflight.embed_batch(batch, ctx.space_id)
-            ctx.reporter.progress.embeddings_computed += batch.computed
-            busy["embed"] += time.perf_counter() - began
-            await embedded.put(batch)
+            await embed_one(batch)
+
+    async def embed_each(batches: Iterator[Batch]) -> None:
+        # Several of these share one iterator: each batch is taken by one of them.
+        for batch in batches:
+            await embed_one(batch)
+
+    async def final_passes() -> None:
+        """The batches set aside, embedded again now that the rest is done; each pass with fresh attempts."""
+        passes = ctx.settings.ollama.final_passes
+        for number in range(1, passes + 1):
+            if not set_aside:
+                return
+            todo = iter(list(set_aside))
+            logger.warning(
+                "Embedding %d batches set aside again (final pass %d of %d)", len(set_aside), number, passes
+            )
+            set_aside.clear()
+            new_pass = getattr(ctx.embedder, "new_pass", None)
+            if new_pass is not None:
+                new_pass()
+            # Many at once: what these batches still lack is a few requests each, and a batch waiting out a
+            # retry's delay would otherwise hold back the others (the server pool bounds the requests).
+            async with asyncio.TaskGroup() as group:
+                for _ in range(FINAL_PASS_BATCHES):
+                    group.create_task(embed_each(todo))
 
     async def embedding() -> None:
         async with asyncio.TaskGroup() as group:
             for _ in range(depth):
                 group.create_task(embedding_worker())
+        await final_passes()
+        # Still incomplete: written without the files that lack a vector.
+        for batch in set_aside:
+            await embedded.put(batch)
         for _ in range(writers):
             await embedded.put(None)
 
@@ -98,7 +183,7 @@ async def run_stages(
             await store.accept_wire_vectors(conn)
             while (batch := await embedded.get()) is not None:
                 began = time.perf_counter()
-                outcome = await write_embedded_batch(ctx, inflight, conn, batch)
+                outcome = await write_embedded_batch(ctx, inflight, conn, batch, unembedded)
                 busy["write"] += time.perf_counter() - began
                 _count(ctx, batch, outcome)
                 progress = ctx.reporter.progress
@@ -120,6 +205,8 @@ async def run_stages(
         raise _first_error(failure) from None
     busy["reader_wait"] = scheduler.waited
     ctx.result.phases.update({f"{k}_busy": v for k, v in busy.items()})
+    if unembedded.files:
+        raise unembedded.error(ctx.settings.ollama.final_passes)
 
 
 def _count(ctx: RunContext, batch: Batch, outcome: store.BatchOutcome) -> None:
@@ -142,10 +229,19 @@ def _count(ctx: RunContext, batch: Batch, outcome: store.BatchOutcome) -> None:
 
 
 async def write_embedded_batch(
-    ctx: RunContext, inflight: EmbeddingsInFlight, conn: Any, batch: Batch
+    ctx: RunContext,
+    inflight: EmbeddingsInFlight,
+    conn: Any,
+    batch: Batch,
+    unembedded: Unembedded | None = None,
 ) -> store.BatchOutcome:
-    """Replace the batch's files in one transaction; a file with a refused chunk is recorded as skipped."""
+    """Replace the batch's files in one transaction; a file with a refused chunk is recorded as skipped, a file
+    with a chunk the servers never embedded (`batch.unavailable`) is left out and counted in `unembedded`."""
     files, skips = batch.files, list(batch.skips)
+    cached: set[bytes] = set()
+    inflight.recover(batch)
+    if batch.unavailable:
+        files, cached = _leave_unembedded(ctx, batch, unembedded or Unembedded())
     if batch.rejected:
         kept = []
         for f in files:
@@ -166,7 +262,10 @@ async def write_embedded_batch(
         files = kept
     needed = {c.content_hash for f in files for c in f.chunks}
     # Vectors this run already committed are only checked for; the rest are stored first.
-    vectors = {h: v for h, v in batch.vectors.items() if h in needed and h not in inflight.committed}
+    # The vectors of files left out go to the cache too: the next run embeds only what is missing.
+    vectors = {
+        h: v for h, v in batch.vectors.items() if (h in needed or h in cached) and h not in inflight.committed
+    }
     rows = store.BatchWrite(files=files, skips=skips, remove=batch.remove, embeddings=vectors, needed=needed)
     for _attempt in range(3):
         try:
@@ -217,6 +316,29 @@ async def write_rows(
         stat_updates=stat_updates,
         shared=shared,
     )
+
+
+def _leave_unembedded(
+    ctx: RunContext, batch: Batch, unembedded: Unembedded
+) -> tuple[list[store.NewFile], set[bytes]]:
+    """The batch's files whose every chunk has a vector, and the hashes of vectors the others hold."""
+    kept: list[store.NewFile] = []
+    cached: set[bytes] = set()
+    for f in batch.files:
+        hashes = {c.content_hash for c in f.chunks}
+        lacking = hashes & batch.unavailable
+        if not lacking:
+            kept.append(f)
+            continue
+        unembedded.files.append(f.path)
+        unembedded.chunks += sum(1 for c in f.chunks if c.content_hash in lacking)
+        unembedded.texts |= lacking
+        cached |= hashes - lacking
+        if f.path in ctx.known_files:
+            batch.modified -= 1
+        else:
+            batch.added -= 1
+    return kept, cached
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

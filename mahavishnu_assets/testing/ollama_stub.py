@@ -4,9 +4,11 @@ It answers `POST /api/embed` (and the older `/api/embeddings`), `GET /api/versio
 `POST /api/show` like Ollama does, with deterministic, L2-normalized vectors: word-hash vectors (texts sharing
 words are neighbours), real vectors of the WordLlama model shipped in its wheel (`vectors="wordllama"`, at most
 256 dimensions: a small real model, for quality tests and benchmarks), or in `zero_cost` mode one of a few
-precomputed vectors picked by a hash of the text (no compute at all, for measuring the client side). Faults can be switched on while it runs: transient 5xx,
-a fixed 4xx, refusing inputs that contain a marker, wrong dimensions, too few vectors, non-finite values,
-hanging, and a fixed delay per text (a slow model; requests are served `parallel` at a time, as a GPU would).
+precomputed vectors picked by a hash of the text (no compute at all, for measuring the client side). Faults can
+be switched on while it runs: transient 5xx (the next N requests, every Nth, or a seeded share of them),
+connections closed without an answer (every Nth), hanging (every request or every Nth), a fixed 4xx, refusing
+inputs that contain a marker, wrong dimensions, too few vectors, non-finite values, and a fixed delay per text (a
+slow model; requests are served `parallel` at a time, as a GPU would).
 
 In a test:   `with OllamaStub(dimensions=8) as stub: ... stub.url ... stub.config.fail_next = 2`
 From a shell: `python -m mahavishnu_assets.testing.ollama_stub --port 11434 [--zero-cost] [--delay-per-text S]`
@@ -21,6 +23,9 @@ import argparse
 import hashlib
 import json
 import math
+import random
+import socket
+import struct
 import threading
 import time
 import zlib
@@ -52,7 +57,12 @@ class StubConfig:
     ragged: bool = False  # the last vector one dimension short
     non_finite: bool = False  # NaN in the first vector
     non_numeric: bool = False  # strings in the first vector
-    hang_seconds: float = 0.0  # wait this long before answering each embed request
+    hang_seconds: float = 0.0  # wait this long before answering each embed request (or every hang_every-th)
+    hang_every: int = 0  # with hang_seconds: only embed requests number N, 2N, ... hang (0: all of them)
+    fail_every: int = 0  # embed requests number N, 2N, ... fail with `fail_status`
+    fail_ratio: float = 0.0  # this share of embed requests fails with `fail_status`, drawn from fail_seed
+    fail_seed: int = 0
+    reset_every: int = 0  # embed requests number N, 2N, ...: the connection is closed without an answer
     not_json: bool = False  # HTTP 200 with an HTML page (another server behind OLLAMA_HOST)
     no_embeddings: bool = False  # HTTP 200 with JSON that has no "embeddings"
     trickle_seconds: float = 0.0  # an embed answer's body is sent in 20 pieces spread over this long
@@ -64,6 +74,8 @@ class StubStats:
     embed_requests: int = 0
     texts: int = 0
     failures: int = 0
+    resets: int = 0  # connections closed without an answer
+    hangs: int = 0
     busy_seconds: float = 0.0  # time spent in the simulated per-text delay
     first_request_at: float | None = None  # time.time() of the first embed request since the last reset
     last_response_at: float | None = None  # time.time() when the last embed answer was ready
@@ -74,6 +86,10 @@ class StubStats:
         out["text_counts"] = dict(self.text_counts)
         out["distinct_texts"] = len(self.text_counts)
         return out
+
+
+class _Reset(Exception):
+    """This request's connection is to be closed without an answer."""
 
 
 def text_key(text: str) -> str:
@@ -140,6 +156,7 @@ class OllamaStub:
             # Loaded now: a model that cannot load fails the start, not the first request.
             self._vectors_for("wordllama", self.config.dimensions)
         self._compute = threading.Semaphore(max(1, self.config.parallel))
+        self._random = random.Random(self.config.fail_seed)
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -186,6 +203,8 @@ class OllamaStub:
             setattr(self.config, key, value)
         if "parallel" in changes:
             self._compute = threading.Semaphore(max(1, self.config.parallel))
+        if "fail_seed" in changes or "fail_ratio" in changes:
+            self._random = random.Random(self.config.fail_seed)
 
     def times_embedded(self, text: str) -> int:
         return self.stats.text_counts.get(text_key(text), 0)
@@ -213,13 +232,23 @@ class OllamaStub:
         texts = [raw] if isinstance(raw, str) else list(raw or [])
         with self._lock:
             self.stats.embed_requests += 1
+            number = self.stats.embed_requests
             if self.stats.first_request_at is None:
                 self.stats.first_request_at = time.time()
             failing = cfg.fail_next > 0
             if failing:
                 cfg.fail_next -= 1
-        if cfg.hang_seconds:
+            failing = failing or _nth(number, cfg.fail_every)
+            if cfg.fail_ratio and self._random.random() < cfg.fail_ratio:
+                failing = True
+            hanging = bool(cfg.hang_seconds) and (not cfg.hang_every or _nth(number, cfg.hang_every))
+            resetting = _nth(number, cfg.reset_every)
+            self.stats.hangs += hanging
+            self.stats.resets += resetting
+        if hanging:
             self._closing.wait(cfg.hang_seconds)
+        if resetting:
+            raise _Reset
         if failing:
             return self._fail(cfg.fail_status, "server busy, please try again")
         if cfg.error_status is not None:
@@ -302,6 +331,15 @@ class OllamaStub:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
+            def _reset(self) -> None:
+                # Closed with SO_LINGER 0: the client sees the connection reset, as when a server process dies.
+                self.close_connection = True
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                except OSError:
+                    pass
+
             def _body(self) -> dict[str, Any] | None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -346,6 +384,12 @@ class OllamaStub:
                 if body is None:
                     self._send(400, '{"error":"invalid JSON body"}')
                     return
+                try:
+                    self._post(body)
+                except _Reset:
+                    self._reset()
+
+            def _post(self, body: dict[str, Any]) -> None:
                 if self.path == "/api/embed":
                     self._send(*stub.embed(body), trickle=stub.config.trickle_seconds)
                 elif self.path == "/api/embeddings":
@@ -381,6 +425,10 @@ class OllamaStub:
                     self._send(404, '{"error":"not found"}')
 
         return Handler
+
+
+def _nth(number: int, every: int) -> bool:
+    return every > 0 and number % every == 0
 
 
 def finite(vector: list[float]) -> bool:
