@@ -201,6 +201,21 @@ class IndexSettings(BaseModel):
     query_log_size: int = Field(default=1000, ge=0, le=100_000)
 
 
+class SearchSettings(BaseModel):
+    """How hybrid search fuses its evidence (weighted reciprocal rank fusion). The defaults were chosen on the
+    tuning half of benchmarks/search_quality.py, never on the half it reports."""
+
+    rrf_k: int = Field(default=60, ge=1, le=1000)
+    # Natural-language queries: the lexical (BM25) and vector lists.
+    text_weight: float = Field(default=1.0, ge=0.0, le=10.0)
+    vector_weight: float = Field(default=1.0, ge=0.0, le=10.0)
+    # A query that looks like an identifier (`get_secret_key`, `QuerySet.filter`): the definitions it names
+    # come first, and lexical evidence counts more than the vectors'.
+    identifier_symbol_weight: float = Field(default=4.0, ge=0.0, le=100.0)
+    identifier_text_weight: float = Field(default=1.5, ge=0.0, le=10.0)
+    identifier_vector_weight: float = Field(default=0.5, ge=0.0, le=10.0)
+
+
 class MemorySettings(BaseModel):
     snapshot_retention_count: int = Field(default=7, ge=1)
     snapshot_retention_days: int = Field(default=30, ge=1)
@@ -241,6 +256,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     # The bearer token `mahavishnu serve --http` requires (MAHAVISHNU_MCP_TOKEN); needed beyond loopback.
     mcp_token: SecretStr | None = None
 

@@ -317,3 +317,32 @@ def test_the_cli_looks_symbols_up(
     assert code == 0 and out["results"] and all("symbol" in h for h in out["results"])
     code, out = run("search", "  ", "--mode", "symbol")
     assert code != 0 and out["error"] == "search_error"
+
+
+async def test_hybrid_ranks_the_definition_a_name_query_names_first(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    """`Database` is used all over (each use a lexical and vector match, some more often than the definition
+    mentions it); the class definition still comes first, for the plain and the qualified name."""
+    users = {
+        f"app/user_{i}.py": (
+            "from app.db import Database\n\n\n"
+            f"def open_{i}():\n    database = Database()\n    database = Database(database)\n"
+            "    return Database.connect(database)\n"
+        )
+        for i in range(12)
+    }
+    definition = (
+        "class Database:\n    def __init__(self, url=None):\n        self.url = url\n\n"
+        "    def connect(self):\n        return self.url\n"
+    )
+    repo = make_repo(tmp_path / "repo", {"app/db.py": definition, **users})
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await ingest_repository(db, settings, repo, name="names")
+    for query, line in (("Database", 1), ("Database.connect", 5), ("database.CONNECT", 5)):
+        out = await search_text(db, settings, query, mode="hybrid", k=5)
+        top = out["results"][0]
+        assert (top["path"], top["start_line"] <= line <= top["end_line"]) == ("app/db.py", True), query
+    # A sentence is no name: no definition is pushed up for it.
+    out = await search_text(db, settings, "open a database connection", mode="hybrid", k=5)
+    assert out["results"]

@@ -19,9 +19,10 @@ from mahavishnu_assets.errors import SearchError
 from mahavishnu_assets.index.plan import SEARCH_PARAM, vector_type
 from mahavishnu_assets.index.registry import space_search_info
 from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
-from mahavishnu_assets.search.fusion import rrf
+from mahavishnu_assets.search.fusion import looks_like_identifier, rrf
 from mahavishnu_assets.search.sql import Statement, prefix_statement, text_statement, vector_statement
 from mahavishnu_assets.search.symbols import statement as symbol_statement
+from mahavishnu_assets.settings import SearchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ MODES: tuple[str, ...] = ("vector", "text", "hybrid", "symbol")
 ITERATIVE_SCAN = {"hnsw": "hnsw.iterative_scan", "ivfflat": "ivfflat.iterative_scan"}
 # Filter values change the best plan (a small repository: start from its chunks), so never a generic plan.
 CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+# Symbol matches at or above this score name the definition itself (see search.sql.SYMBOL_MATCHES).
+NAMED_TIER = 0.65
 
 
 @dataclass(frozen=True)
@@ -186,9 +189,13 @@ async def search(
     filters: SearchFilters | None = None,
     exact: bool = False,
     candidates: int | None = None,
+    fusion: SearchSettings | None = None,
 ) -> SearchResult:
     """Search chunks. Vector and hybrid modes need `vector` and `space_id`; text, hybrid and symbol need `text`
-    (in symbol mode: a name or qualified name, looked up among definitions)."""
+    (in symbol mode: a name or qualified name, looked up among definitions).
+
+    Hybrid fuses the vector and lexical lists by weighted reciprocal rank (`fusion`); a query that looks like an
+    identifier adds the definitions it names, first, and leans on lexical evidence."""
     if mode not in MODES:
         raise SearchError(
             f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text, hybrid or symbol."
@@ -215,6 +222,14 @@ async def search(
             return result
         vector_hits: list[Hit] = []
         text_hits: list[Hit] = []
+        symbol_hits: list[Hit] = []
+        identifier = mode == "hybrid" and text is not None and looks_like_identifier(text)
+        if identifier:
+            assert text is not None
+            await conn.execute(CUSTOM_PLANS)
+            rows = await _run(conn, symbol_statement(text, depth, filters, repo_id, with_content=True))
+            # The definitions the name itself names (exact, or ignoring case), not names it only begins.
+            symbol_hits = [h for h in _symbol_hits(rows, filters) if h.score >= NAMED_TIER]
         if mode in ("vector", "hybrid"):
             assert space_id is not None
             vector_hits = await _vector_hits(conn, space_id, vector, depth, filters, repo_id, exact, result)
@@ -228,9 +243,21 @@ async def search(
     elif mode == "text":
         result.results = [_ranked(h, text_rank=i) for i, h in enumerate(text_hits[:k], 1)]
     else:
-        fused = rrf([vector_hits, text_hits], key=lambda h: h.chunk_id, tie=Hit.tie, limit=k)
+        f = fusion or SearchSettings()
+        if identifier:
+            weights = [f.identifier_symbol_weight, f.identifier_vector_weight, f.identifier_text_weight]
+        else:
+            weights = [0.0, f.vector_weight, f.text_weight]
+        fused = rrf(
+            [symbol_hits, vector_hits, text_hits],
+            key=lambda h: h.chunk_id,
+            tie=Hit.tie,
+            k=f.rrf_k,
+            limit=k,
+            weights=weights,
+        )
         result.results = [
-            replace(h, score=round(score, 6), vector_rank=ranks[0], text_rank=ranks[1])
+            replace(h, score=round(score, 6), vector_rank=ranks[1], text_rank=ranks[2])
             for h, score, ranks in fused
         ]
     return result
@@ -252,9 +279,13 @@ async def _symbol_search(db: Database, name: str, k: int, filters: SearchFilters
         await conn.execute(CUSTOM_PLANS)
         statement = symbol_statement(name, k, filters, repo_id, with_content=True)
         rows = await _run(conn, statement)
+    result.results = _symbol_hits(rows, filters)
+    return result
+
+
+def _symbol_hits(rows: list[asyncpg.Record], filters: SearchFilters) -> list[Hit]:
     # Excluded chunks are left out after the lookup (a definition is found by name, not by chunk).
-    rows = [r for r in rows if r["id"] not in filters.exclude_chunk_ids]
-    result.results = [
+    return [
         Hit(
             r["id"],
             r["repo"],
@@ -268,5 +299,5 @@ async def _symbol_search(db: Database, name: str, k: int, filters: SearchFilters
             kind=r["kind"],
         )
         for r in rows
+        if r["id"] not in filters.exclude_chunk_ids
     ]
-    return result

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
 
 RRF_K = 60  # the constant of Cormack et al. (2009); dampens the weight of the very first ranks
+
+# One name, maybe qualified (`get_secret_key`, `QuerySet.filter`, `Router::handle`, `Model#save`, `run()`).
+_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*(?:(?:\.|::|#)[A-Za-z_$][\w$]*)*(?:\(\))?")
+
+
+def looks_like_identifier(text: str) -> bool:
+    """Whether a query is a name rather than a description: one token shaped like a (qualified) identifier."""
+    return _IDENTIFIER.fullmatch(text.strip()) is not None
 
 
 def rrf(
@@ -17,11 +26,13 @@ def rrf(
     *,
     k: int = RRF_K,
     limit: int | None = None,
+    weights: Sequence[float] | None = None,
 ) -> list[tuple[T, float, list[int | None]]]:
-    """Items of all lists by sum of 1/(k + rank), best first; equal sums ordered by `tie`.
+    """Items of all lists by sum of weight/(k + rank), best first; equal sums ordered by `tie`.
 
     Returns (item, fused score, rank in each list or None).
     """
+    weights = list(weights) if weights is not None else [1.0] * len(lists)
     scores: dict[Hashable, float] = {}
     first: dict[Hashable, T] = {}
     ranks: dict[Hashable, list[int | None]] = {}
@@ -30,7 +41,7 @@ def rrf(
             ident = key(item)
             if ident in ranks and ranks[ident][which] is not None:
                 continue  # a duplicate inside one list counts once, at its best rank
-            scores[ident] = scores.get(ident, 0.0) + 1.0 / (k + rank)
+            scores[ident] = scores.get(ident, 0.0) + weights[which] / (k + rank)
             first.setdefault(ident, item)
             ranks.setdefault(ident, [None] * len(lists))[which] = rank
     ordered = sorted(scores, key=lambda ident: (-scores[ident], tie(first[ident])))

@@ -94,7 +94,15 @@ async def search_text(
             if own:
                 await embedder.aclose()
     result: SearchResult = await search(
-        db, mode=mode, text=query, vector=vector, space_id=space_id, k=k, filters=filters, exact=exact
+        db,
+        mode=mode,
+        text=query,
+        vector=vector,
+        space_id=space_id,
+        k=k,
+        filters=filters,
+        exact=exact,
+        fusion=settings.search,
     )
     # The ANN tuner measures recall on the queries users run (index.query_log=false: nothing is kept).
     await record_query(db, settings, space_id, mode, query)

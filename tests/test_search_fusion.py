@@ -1,0 +1,31 @@
+"""Weighted reciprocal rank fusion and the identifier test that picks hybrid's weights."""
+
+from __future__ import annotations
+
+from mahavishnu_assets.search.fusion import looks_like_identifier, rrf
+
+
+def test_identifiers_and_sentences() -> None:
+    for name in (
+        "Database",
+        "get_random_secret_key",
+        "QuerySet.filter",
+        "Router::handle",
+        "Model#save",
+        "run()",
+    ):
+        assert looks_like_identifier(name), name
+    for text in ("open a database", "a.b c", "x = 1", "", "  ", "1abc", "SELECT * FROM t", "a..b"):
+        assert not looks_like_identifier(text), text
+
+
+def test_weights_scale_each_list() -> None:
+    lists = [["a", "b"], ["b", "a"]]
+    fused = rrf(lists, key=lambda x: x, tie=lambda x: (x,), k=1, weights=[1.0, 3.0])
+    assert [item for item, _, _ in fused] == ["b", "a"]
+    assert fused[0][1] == 1.0 / 3 + 3.0 / 2 and fused[0][2] == [2, 1]
+    # A list weighted 0 ranks nothing up; its ranks are still reported.
+    muted = rrf(lists, key=lambda x: x, tie=lambda x: (x,), k=1, weights=[0.0, 1.0])
+    assert [item for item, _, _ in muted] == ["b", "a"] and muted[1][2] == [1, 2]
+    # Unweighted: plain RRF, equal sums ordered by the tie key.
+    assert [item for item, _, _ in rrf(lists, key=lambda x: x, tie=lambda x: (x,))] == ["a", "b"]
