@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from mahavishnu_assets.cli.output import subcommand
+from mahavishnu_assets.cli.output import SubParsers, subcommand
 
 
 async def ingest(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,7 +93,7 @@ async def ingest_status(settings: Any, db: Any) -> dict[str, Any]:
     return {"repositories": repos, "ingest_recommendations": advice}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     parser = subcommand(
         sub,
         "ingest",

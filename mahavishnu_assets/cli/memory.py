@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mahavishnu_assets.cli.output import subcommand
+from mahavishnu_assets.cli.output import SubParsers, subcommand
 
 
 def _manager(settings: Any, db: Any) -> Any:
@@ -123,7 +123,7 @@ def render_maintain(result: dict[str, Any]) -> str:
     )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     snapshot = sub.add_parser("snapshot", help="memory snapshots", description="memory snapshots")
     snap_sub = snapshot.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
     p = subcommand(snap_sub, "create", snapshot_create, "take a snapshot now", render=render_one)

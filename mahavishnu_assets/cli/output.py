@@ -8,12 +8,19 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from mahavishnu_assets import telemetry
 from mahavishnu_assets.errors import ConfigurationError, MahavishnuError, redact
 
+
 # A handler returns its result, or None when it wrote its own output (a server on stdio).
+class SubParsers(Protocol):
+    """What `ArgumentParser.add_subparsers()` returns, as far as the command modules use it."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any] | None]]
 Renderer = Callable[[dict[str, Any]], str]
 
@@ -88,7 +95,7 @@ def _fail(exc: MahavishnuError, as_json: bool) -> int:
 
 
 def subcommand(
-    sub: argparse._SubParsersAction,
+    sub: SubParsers,
     name: str,
     handler: Handler,
     help_text: str,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mahavishnu_assets.cli.output import subcommand
+from mahavishnu_assets.cli.output import SubParsers, subcommand
 from mahavishnu_assets.errors import MahavishnuError
 
 
@@ -171,7 +171,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     parser = subcommand(
         sub,
         "pipeline",

