@@ -154,3 +154,26 @@ async def test_empty_stop_word_and_sql_like_queries_are_safe(db: Database) -> No
         await paths(db, "many words " * 20_000)
     async with db.connection() as conn:
         assert await conn.fetch("SELECT * FROM mahavishnu.lexical_terms ORDER BY 1, 2") == before
+
+
+async def test_the_words_of_the_enclosing_definition_count_more_than_a_call(db: Database) -> None:
+    """A question about a function meets the chunk it is defined in (its name's words are search terms of
+    weight B, migration 0044) before a chunk that only calls it, even a chunk calling it twice."""
+    await load(
+        db,
+        "r",
+        {
+            "core/secret.py": "def get_random_secret_key():\n    return token_hex(32)",
+            "app/settings.py": "key = get_random_secret_key()\nfallback = get_random_secret_key()",
+            **filler(10),
+        },
+    )
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE mahavishnu.chunks SET symbol = 'get_random_secret_key' WHERE path = 'core/secret.py'"
+        )
+        terms = await conn.fetchval(
+            "SELECT search_terms FROM mahavishnu.chunks WHERE path = 'core/secret.py'"
+        )
+    assert "'secret':" in terms and "B" in terms
+    assert (await paths(db, "return a random secret key"))[0] == "core/secret.py"

@@ -111,7 +111,8 @@ SELECT {RESULT_COLUMNS}, (1 - h.distance)::float8 AS score
 #   repository's: its ranking is what it would be stored alone, whatever else is ingested. Otherwise they are
 #   the sums over every repository. (Path and language filters use the same figures as without them.)
 # - tf is ts_rank_cd of the one lexeme, which with positions is the sum of its occurrences' weights: a path
-#   word (weight A) counts PATH_WEIGHT content occurrences, a field weight as in BM25F;
+#   word (weight A) counts PATH_WEIGHT content occurrences and a word of the enclosing definition's name
+#   (weight B, migration 0044) SYMBOL_WEIGHT, field weights as in BM25F;
 # - length is the number of distinct lexemes (see the migration): tf (K1 + 1) / (tf + K1 (1 - B + B len/avg)).
 # A chunk holding the query's words as a phrase (an identifier like get_random_secret_key or QuerySet.filter,
 # split into its words, or a quoted sentence) gets PHRASE_BOOST times the sum of the query's idf on top.
@@ -123,6 +124,7 @@ SELECT {RESULT_COLUMNS}, (1 - h.distance)::float8 AS score
 K1 = 1.2
 B = 0.75
 PATH_WEIGHT = 3
+SYMBOL_WEIGHT = 2
 PHRASE_BOOST = 1.0
 MATCH_BUDGET = 2000
 MAX_QUERY_TERMS = 64
@@ -165,9 +167,11 @@ def _text_query(repo: str) -> str:
 def text_statement(text: str, k: int, filters: SearchFilters, repo_id: int | None) -> Statement:
     conds, extra = _conditions(filters, repo_id, 3)
     repo = f"${3 + len(extra)}"
-    # ts_rank_cd's weights for D, C, B, A (at most 1 each): content words 1/PATH_WEIGHT, path words 1.
+    # ts_rank_cd's weights for D, C, B, A (at most 1 each): content words 1/PATH_WEIGHT, the enclosing
+    # definition's name SYMBOL_WEIGHT/PATH_WEIGHT, path words 1.
     content = f"{1 / PATH_WEIGHT:.6f}"
-    weights = f"'{{{content},{content},{content},1}}'::float4[]"
+    symbol = f"{SYMBOL_WEIGHT / PATH_WEIGHT:.6f}"
+    weights = f"'{{{content},{content},{symbol},1}}'::float4[]"
     # A lexeme's tf is read only from the chunks holding it (`@@`, cheap; most candidates hold one or two
     # of the query's lexemes). `v` is the tsvector detoasted once per chunk instead of once per function call.
     bm25 = f"""(SELECT coalesce(sum(t.idf * f.tf * {K1 + 1}
