@@ -87,7 +87,26 @@ def wordllama_vectors(texts: list[str], dimensions: int = WORDLLAMA_DIMENSIONS) 
     return matrix
 
 
-class WordLlamaEmbedder:
+class _InProcess:
+    """What both in-process embedders share: no query prefix, nothing to close; `embed_partial` is theirs."""
+
+    async def embed_partial(self, texts: list[str]) -> list[Any]:
+        raise NotImplementedError
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return [v.tolist() for v in await self.embed_partial(texts)]
+
+    async def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        return await self.embed(texts)
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self.embed([text]))[0]
+
+    async def aclose(self) -> None:
+        return None
+
+
+class WordLlamaEmbedder(_InProcess):
     """WordLlama (MIT): averaged token embeddings distilled from a large language model. No server, no
     download, real semantics, about 1,300 chunks of 40 lines per CPU-second; its own space, no prefixes."""
 
@@ -110,20 +129,8 @@ class WordLlamaEmbedder:
         self.stats.seconds += asyncio.get_running_loop().time() - started
         return out
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        return [v.tolist() for v in await self.embed_partial(texts)]
 
-    async def embed_queries(self, texts: list[str]) -> list[list[float]]:
-        return await self.embed(texts)
-
-    async def embed_query(self, text: str) -> list[float]:
-        return (await self.embed([text]))[0]
-
-    async def aclose(self) -> None:
-        return None
-
-
-class HashingEmbedder:
+class HashingEmbedder(_InProcess):
     """Word-hash vectors (texts sharing words are neighbours, nothing more): deterministic and instant, for
     tests only (MAHAVISHNU_EMBEDDER=hashing). Its own space, provider `local`, model `hashing-v1`."""
 
@@ -147,15 +154,3 @@ class HashingEmbedder:
         self.stats.requests += 1
         self.stats.texts += len(texts)
         return out
-
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        return [v.tolist() for v in await self.embed_partial(texts)]
-
-    async def embed_queries(self, texts: list[str]) -> list[list[float]]:
-        return await self.embed(texts)
-
-    async def embed_query(self, text: str) -> list[float]:
-        return (await self.embed([text]))[0]
-
-    async def aclose(self) -> None:
-        return None

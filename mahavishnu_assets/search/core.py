@@ -81,21 +81,23 @@ class SearchResult:
         }
 
 
+def _hit(r: asyncpg.Record) -> Hit:
+    return Hit(
+        r["id"],
+        r["repo"],
+        r["path"],
+        r["start_line"],
+        r["end_line"],
+        r["language"],
+        r["content"],
+        float(r["score"]),
+        symbol=r["symbol"],
+        kind=r.get("kind"),
+    )
+
+
 def _hits(rows: list[asyncpg.Record]) -> list[Hit]:
-    return [
-        Hit(
-            r["id"],
-            r["repo"],
-            r["path"],
-            r["start_line"],
-            r["end_line"],
-            r["language"],
-            r["content"],
-            float(r["score"]),
-            symbol=r["symbol"],
-        )
-        for r in rows
-    ]
+    return [_hit(r) for r in rows]
 
 
 async def _repo_id(conn: asyncpg.Connection, filters: SearchFilters) -> tuple[int | None, bool]:
@@ -286,18 +288,7 @@ async def _symbol_search(db: Database, name: str, k: int, filters: SearchFilters
 def _symbol_hits(rows: list[asyncpg.Record], filters: SearchFilters) -> list[Hit]:
     # Excluded chunks are left out after the lookup (a definition is found by name, not by chunk).
     return [
-        Hit(
-            r["id"],
-            r["repo"],
-            r["path"],
-            r["start_line"],
-            r["end_line"],
-            r["language"],
-            r["content"],
-            round(float(r["score"]), 6),
-            symbol=r["symbol"],
-            kind=r["kind"],
-        )
+        replace(_hit(r), score=round(float(r["score"]), 6))
         for r in rows
         if r["id"] not in filters.exclude_chunk_ids
     ]
