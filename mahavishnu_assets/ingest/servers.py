@@ -83,6 +83,7 @@ def uniform_size(raw: Any) -> int | None:
 
 
 def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error that stopped a task group (ours first, then any but a cancellation), out of its group."""
     leaves: list[BaseException] = []
 
     def walk(error: BaseException) -> None:

@@ -25,7 +25,6 @@ from mahavishnu_assets.errors import (
     EmbeddingIncompleteError,
     EmbeddingUnavailableError,
     IngestError,
-    MahavishnuError,
 )
 from mahavishnu_assets.ingest import store
 from mahavishnu_assets.ingest.batch import Batch
@@ -33,6 +32,7 @@ from mahavishnu_assets.ingest.discover import EMBEDDING_REJECTED, Candidate
 from mahavishnu_assets.ingest.inflight import EmbeddingsInFlight
 from mahavishnu_assets.ingest.read_scheduler import FIRST_SLICE_FILES, ReadScheduler
 from mahavishnu_assets.ingest.run_context import RunContext
+from mahavishnu_assets.ingest.servers import first_error
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ async def run_stages(
             for i in range(writers):
                 group.create_task(writing(), name=f"ingest-writer-{i}")
     except BaseExceptionGroup as failure:
-        raise _first_error(failure) from None
+        raise first_error(failure) from None
     busy["reader_wait"] = scheduler.waited
     ctx.result.phases.update({f"{k}_busy": v for k, v in busy.items()})
     if unembedded.files:
@@ -339,24 +339,3 @@ def _leave_unembedded(
         else:
             batch.added -= 1
     return kept, cached
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The error that stopped the pipeline (ours first), out of the group a TaskGroup raises."""
-    leaves: list[BaseException] = []
-
-    def walk(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                walk(inner)
-        else:
-            leaves.append(error)
-
-    walk(group)
-    for error in leaves:
-        if isinstance(error, MahavishnuError):
-            return error
-    for error in leaves:
-        if not isinstance(error, asyncio.CancelledError):
-            return error
-    return leaves[0] if leaves else group
