@@ -70,7 +70,7 @@ class OllamaSettings(BaseModel):
     concurrency: int = Field(default=4, ge=1, le=64)
     # Retries of one request before its batch is set aside for the end of the run (and again in each final pass).
     max_retries: int = Field(default=4, ge=0, le=20)
-    # The first retry's delay; later ones are decorrelated jitter up to 32 times it.
+    # The first retry waits 1 to 3 times this; later ones decorrelated jitter up to 8 times it.
     retry_backoff_seconds: float = Field(default=0.5, ge=0)
     # Retries a run may spend before failed requests are set aside at once: the larger of retry_budget_min and
     # retry_budget_ratio x the requests it has sent.

@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 # A benched server is probed at least this often, however often its probes failed.
 COOLDOWN_CAP_SECONDS = 30.0
-# The longest retry delay, as a multiple of the first.
-RETRY_CAP_FACTOR = 32
+# The longest retry delay, as a multiple of the base: longer waits are the breaker's job (a server failing
+# again and again is benched), and a final pass lasts as long as its slowest chain of retries.
+RETRY_CAP_FACTOR = 8
 
 
 def decorrelated_delay(base: float, previous: float, rng: random.Random) -> float:
