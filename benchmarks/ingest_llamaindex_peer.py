@@ -40,9 +40,10 @@ def main() -> int:
     from llama_index.vector_stores.postgres import PGVectorStore
     from sqlalchemy import create_engine
     from sqlalchemy.ext.asyncio import create_async_engine
-    from tree_sitter import Language, Parser
+    from tree_sitter import Parser
 
-    from mahavishnu_assets.ingest.chunk import _grammar, detect_language
+    from mahavishnu_assets.ingest.chunk import detect_language
+    from mahavishnu_assets.ingest.symbols import language_object
 
     sync_url = f"postgresql+psycopg2://postgres@/{args.database}?host={args.socket_dir}&port=5432"
     async_url = f"postgresql+asyncpg://postgres@/{args.database}?host={args.socket_dir}&port=5432"
@@ -80,7 +81,7 @@ def main() -> int:
         if language in ("python", "javascript", "typescript", "tsx", "go", "rust"):
             splitter = CodeSplitter(
                 language=language,
-                parser=Parser(Language(_grammar(language))),
+                parser=Parser(language_object(language)),
                 chunk_lines=40,
                 chunk_lines_overlap=5,
                 max_chars=1500,
