@@ -527,6 +527,13 @@ def run_one(corpus: str, args: argparse.Namespace) -> dict:
             fresh_database(home, "bench_ours3")
             env3 = base_env(home, "bench_ours3", stub)
             mahavishnu_up(env3)
+            # The lexical statistics' triggers read the column: they go with it (its whole cost is measured).
+            for event in ("insert", "update", "delete", "truncate"):
+                query(
+                    home,
+                    "bench_ours3",
+                    f"DROP TRIGGER IF EXISTS chunks_lexical_stats_{event} ON mahavishnu.chunks",
+                )
             query(home, "bench_ours3", "ALTER TABLE mahavishnu.chunks DROP COLUMN IF EXISTS search_terms")
             quiesce(home, "bench_ours3")
             ours3_wall, _ = mahavishnu(["ingest", str(repo), "--json"], env3)
@@ -706,7 +713,7 @@ def corpus_table(f: dict) -> list[str]:
         if "ours_without_fts_column" in f:
             nofts = f["ours_without_fts_column"]
             lines.append(
-                f"| first ingest, ours without search's generated `search_terms` column (context) | "
+                f"| first ingest, ours without search's generated `search_terms` column and its BM25 statistics (context) | "
                 f"{nofts['wall']:.1f} s | {peer['wall']:.1f} s | | {nofts['speedup']:.1f}× |"
             )
         lines.append(
