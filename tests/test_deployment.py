@@ -74,10 +74,15 @@ def test_compose_validates_with_docker_client_when_present(tmp_path: Path) -> No
 
 
 def load_instance(home: Path, env: dict[str, str]) -> list[str]:
-    """Load the instance in DAGSTER_HOME=home in a new process; the class names of its parts."""
+    """Load the instance in DAGSTER_HOME=home in a new process, run a one-asset job in it (its events go through
+    the event log's NOTIFY), and return the class names of its parts."""
     code = (
-        "from dagster import DagsterInstance\n"
+        "from dagster import DagsterInstance, asset, materialize\n"
         "i = DagsterInstance.get()\n"
+        "@asset\n"
+        "def probe() -> int:\n"
+        "    return 1\n"
+        "assert materialize([probe], instance=i).success\n"
         "print(type(i.run_storage).__name__, type(i.event_log_storage).__name__,"
         " type(i.schedule_storage).__name__, type(i.run_coordinator).__name__, type(i.run_launcher).__name__)\n"
     )
@@ -120,7 +125,8 @@ def test_docker_instance_launches_each_run_in_its_own_container(
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "docker" / "dagster.yaml", home / "dagster.yaml")
-    env = dict(os.environ, DAGSTER_POSTGRES_URL=database.libpq_url().get_secret_value())
+    # The driver as docker-compose.yml names it.
+    env = dict(os.environ, DAGSTER_POSTGRES_URL=database.libpq_url("postgresql+psycopg2").get_secret_value())
     assert load_instance(home, env) == [
         "PostgresRunStorage",
         "PostgresEventLogStorage",
@@ -146,6 +152,9 @@ def test_compose_wires_the_docker_run_launcher(compose: dict) -> None:
     assert compose["networks"]["default"]["name"] == launcher["network"]
     volume = launcher["container_kwargs"]["volumes"][0].split(":")[0]
     assert compose["volumes"]["repositories"]["name"] == volume
+    # The driver the Docker instance test loads with: dagster-postgres's NOTIFY needs psycopg2.
+    storage_url = services["daemon"]["environment"]["DAGSTER_POSTGRES_URL"]
+    assert storage_url.startswith("postgresql+psycopg2://")
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +194,20 @@ def test_instance_loads_with_the_k8s_run_launcher(
             }
         )
     )
+    # What the chart renders from `postgresql` (its dagsterYaml.postgresql.config), pointed at the test's server.
+    pg = helm_values["postgresql"]
+    socket = database.host.startswith("/")
+    postgres_db = {
+        "username": database.user,
+        "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "hostname": "" if socket else database.host,
+        "db_name": database.database,
+        "port": database.port,
+        "params": {"host": database.host} if socket else {},
+        "scheme": pg["postgresqlScheme"],
+    }
     instance = {
-        "storage": {"postgres": {"postgres_url": {"env": "DAGSTER_POSTGRES_URL"}}},
+        "storage": {"postgres": {"postgres_db": postgres_db}},
         "run_coordinator": {
             "module": "dagster.core.run_coordinator",
             "class": "QueuedRunCoordinator",
@@ -216,7 +237,8 @@ def test_instance_loads_with_the_k8s_run_launcher(
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
-    env = dict(os.environ, DAGSTER_POSTGRES_URL=database.libpq_url().get_secret_value())
+    password = database.password.get_secret_value() if database.password else ""
+    env = dict(os.environ, DAGSTER_PG_PASSWORD=password)
     assert load_instance(home, env)[-2:] == ["QueuedRunCoordinator", "K8sRunLauncher"]
 
 

@@ -52,4 +52,6 @@ def dagster_storage_url(settings: Settings, database: str = DAGSTER_DATABASE) ->
 
     memory = resolve_target(settings)
     ensure_dagster_database(memory, database)
-    return memory.with_database(database).libpq_url()
+    # dagster-postgres writes `NOTIFY run_events, %(id)s`, which only psycopg2's client-side parameters accept;
+    # SQLAlchemy 2.1 made psycopg 3 the default driver of `postgresql://`, so the driver is named.
+    return memory.with_database(database).libpq_url("postgresql+psycopg2")

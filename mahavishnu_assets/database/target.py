@@ -47,8 +47,9 @@ class ConnectTarget:
             self.host, self.port, database, self.user, self.password, self.kind, self.options
         )
 
-    def libpq_url(self) -> SecretStr:
-        """A URL for tools that want one (psycopg, Dagster storage); kept secret."""
+    def libpq_url(self, scheme: str = "postgresql") -> SecretStr:
+        """A URL for tools that want one (psycopg, Dagster storage); kept secret. `scheme` may name a SQLAlchemy
+        driver (`postgresql+psycopg2`)."""
         from urllib.parse import quote, urlencode
 
         auth = quote(self.user, safe="")
@@ -61,7 +62,7 @@ class ConnectTarget:
         else:
             where = f"{self.host}:{self.port}"
         suffix = f"?{urlencode(query)}" if query else ""
-        return SecretStr(f"postgresql://{auth}@{where}/{quote(self.database, safe='')}{suffix}")
+        return SecretStr(f"{scheme}://{auth}@{where}/{quote(self.database, safe='')}{suffix}")
 
     def secrets(self) -> tuple[str, ...]:
         return (self.password.get_secret_value(),) if self.password is not None else ()
