@@ -35,9 +35,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest_bench import ROOT, WORK, Stub, base_env, commit, machine, mahavishnu
+from results import write_section
 
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-SECTION = "## MCP server"
+SECTION = "MCP server"
 HOME = WORK / "mcp-home"
 
 QUERIES = [
@@ -297,8 +297,6 @@ def write(report: dict[str, Any], argv: list[str]) -> None:
     up = report["up"]
     total = report["sessions"] * report["calls"]
     lines = [
-        SECTION,
-        "",
         f"Date {date.today().isoformat()}; machine: {machine()}; {versions}; PostgreSQL {up['postgres_version']} "
         f"+ pgvector {up['pgvector_version']} (embedded); commit {commit()}. Other work shared the 2 cores during the "
         f"run (5-minute load average {report['load'][0]} at the start, {report['load'][1]} at the end), so "
@@ -339,8 +337,8 @@ def write(report: dict[str, Any], argv: list[str]) -> None:
     worst = max(r["p99_over_p50"] for r in searches + mixes)
     lines += [
         "",
-        "Notes: `find_symbol` answers from the stand-in in `api.py` (definitions found in the stored chunks by "
-        "text) until the symbols table is merged. Concurrent queries share embedding requests "
+        "Notes: `find_symbol` answers from the symbols table (definitions extracted with tree-sitter at ingest). "
+        "Concurrent queries share embedding requests "
         "(`search/query_embedder.py`); with the zero-cost stub the embedding requests cost little either way, "
         "so the figures are bound by the database work of the searches and by the machine's load.",
         "",
@@ -348,12 +346,8 @@ def write(report: dict[str, Any], argv: list[str]) -> None:
         f"process-per-search peer: median {best} calls/s vs {cli['calls_per_s']}, {ratio:.1f}x.",
         "",
     ]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    block = "\n".join(lines)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}", file=sys.stderr)
+    path = write_section(SECTION, "\n".join(lines))
+    print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
