@@ -244,7 +244,12 @@ async def test_hybrid_finds_a_file_by_a_rare_identifier(db: Database) -> None:
     result = await search(db, mode="hybrid", text=query, vector=vector, space_id=space_id, k=5)
     top = result.results[0]
     assert top.path == "src/frob/config.py" and top.text_rank == 1
-    assert top.score == pytest.approx(1 / 61 + 1 / (60 + top.vector_rank), abs=1e-6)
+    # An identifier-shaped query with no stored symbols: the lexical and vector lists at their identifier weights.
+    f = Settings().search
+    expected = f.identifier_text_weight / (f.rrf_k + 1) + f.identifier_vector_weight / (
+        f.rrf_k + top.vector_rank
+    )
+    assert top.score == pytest.approx(expected, abs=1e-6)
     scores = [h.score for h in result.results]
     assert scores == sorted(scores, reverse=True)
     # Text-only and vector-only halves of the same query, for the record.
