@@ -211,8 +211,8 @@ class SearchSettings(BaseModel):
     rrf_k: int = Field(default=10, ge=1, le=1000)
     # Natural-language queries: the lexical (BM25) and vector lists. On the tuning half (WordLlama vectors,
     # 150 queries per corpus) the vector list at 0.25 beat 0.5 (MRR@10 sqlalchemy 0.163 / 0.149, rich 0.440 /
-    # 0.415), and 0.5 beat 1.0 in an earlier round: with a small model lexical evidence carries more; a
-    # stronger Ollama model may deserve more.
+    # 0.415; with rrf_k 10, rich 0.478 / 0.469 and 0.483 at 0.1), and 0.5 beat 1.0 in an earlier round: with a
+    # small model lexical evidence carries more; a stronger Ollama model may deserve more.
     text_weight: float = Field(default=1.0, ge=0.0, le=10.0)
     vector_weight: float = Field(default=0.25, ge=0.0, le=10.0)
     # A query that looks like an identifier (`get_secret_key`, `QuerySet.filter`): the definitions it names
