@@ -16,10 +16,10 @@ Each set is split by a hash of the target into a `tune` and a `report` half; onl
 written (at most --max-queries per set, a deterministic sample). Whoever tunes weights runs `--split tune`
 and never looks at the report half.
 
-Everyone embeds with the same model, WordLlama (256 dimensions, shipped in its wheel): ours through
-`mahavishnu_assets.testing.ollama_stub` in its `wordllama` mode and the official `ollama` client
-(MAHAVISHNU_EMBEDDER=ollama), the peers through a LlamaIndex `BaseEmbedding` around the same model
-(quality_peers.py). Ours: the real `mahavishnu ingest COPY --name NAME --json`, then every query through the
+Everyone embeds with the same model, WordLlama (256 dimensions, shipped in its wheel): ours through its
+offline `local` embedder (MAHAVISHNU_EMBEDDER=local), which gives the model each text's word form
+(`ingest.word_form`), the peers through a LlamaIndex `BaseEmbedding` around the same model, raw text as
+LlamaIndex sends it (quality_peers.py). Ours: the real `mahavishnu ingest COPY --name NAME --json`, then every query through the
 search service in process (`search.service.search_text`, one pool), in each mode the CLI offers. PostgreSQL
 is the embedded server under benchmarks/.work/quality/home, one database per corpus. With --write the report
 half's tables replace the `## Search quality` section of benchmarks/RESULTS.md; every run writes its figures
@@ -71,7 +71,6 @@ CORPORA = {
 }
 DEFAULT_CORPORA = ["sqlalchemy", "rich"]
 DIMENSIONS = 256
-MODEL = "wordllama"  # the model name our side sends; the stub serves WordLlama vectors under any name
 SECTION = "## Search quality"
 SET_TITLES = {
     "nl": "natural language (first docstring sentence)",
@@ -167,16 +166,14 @@ def prepare(name: str) -> Corpus:
 
 
 # -- our side -------------------------------------------------------------------------------------------------
-def environment(database: str, stub_url: str) -> dict[str, str]:
+def environment(database: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAHAVISHNU_")}
     env.update(
         {
             "MAHAVISHNU_HOME": str(QUALITY / "home"),
             "MAHAVISHNU_SETTINGS_DIR": str(QUALITY / "no-settings"),
             "MAHAVISHNU_POSTGRES__DATABASE": database,
-            "MAHAVISHNU_EMBEDDER": "ollama",
-            "MAHAVISHNU_EMBED_MODEL": MODEL,
-            "OLLAMA_HOST": stub_url,
+            "MAHAVISHNU_EMBEDDER": "local",
             "XDG_CACHE_HOME": str(QUALITY / "cache"),
         }
     )
@@ -288,7 +285,7 @@ async def stored_paths(home: Path, database: str, repo: str) -> list[str]:
 
 
 # -- one corpus -----------------------------------------------------------------------------------------------
-def run_corpus(name: str, args: argparse.Namespace, stub_url: str, modes: list[str]) -> dict[str, Any]:
+def run_corpus(name: str, args: argparse.Namespace, modes: list[str]) -> dict[str, Any]:
     from quality_peers import run_peers
 
     started = time.perf_counter()
@@ -296,7 +293,7 @@ def run_corpus(name: str, args: argparse.Namespace, stub_url: str, modes: list[s
     corpus = prepare(name)
     database = f"quality_{name}"
     home = QUALITY / "home"
-    env = environment(database, stub_url)
+    env = environment(database)
     asyncio.run(
         admin(home, [f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)', f'CREATE DATABASE "{database}"'])
     )
@@ -509,13 +506,14 @@ def header(
         "half (`--split tune`).",
         "",
         f"Same embedding model for everyone: WordLlama l2_supercat, {DIMENSIONS} dimensions, from its wheel. Ours: "
-        "`mahavishnu ingest` (the real command) with MAHAVISHNU_EMBEDDER=ollama against the Ollama protocol stub "
-        "serving WordLlama vectors, then each query through the search service in process (one pool; the vector "
+        "`mahavishnu ingest` (the real command) with the offline embedder (MAHAVISHNU_EMBEDDER=local), which gives "
+        "the model each text's word form (identifiers split, no keywords or stop words; documents and queries "
+        "alike), then each query through the search service in process (one pool; the vector "
         f"half ran as {json.dumps(ours.get('vector_method', {}))}: `mahavishnu ingest` builds no ANN index). "
         "LlamaIndex: "
         "`SimpleDirectoryReader` → `CodeSplitter` (tree-sitter-python) or `SentenceSplitter`, defaults → "
         "`VectorStoreIndex` on `FaissVectorStore` (flat inner-product index over unit vectors: exact cosine) with a `BaseEmbedding` around the same "
-        "model, retriever top 10; node lines found by locating each node's text verbatim in its file. BM25: "
+        "model on the raw text, retriever top 10; node lines found by locating each node's text verbatim in its file. BM25: "
         "`bm25s` over the CodeSplitter chunks, default tokenizer (lower-case, English stop words, no stemmer), "
         "default BM25 (Lucene, k1 1.5, b 0.75).",
         "",
@@ -554,21 +552,18 @@ def main() -> int:
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     if args.write and args.split != "report":
         parser.error("--write publishes the report half only; tune on `--split tune` without --write")
-    from mahavishnu_assets.testing.ollama_stub import OllamaStub
-
     started = time.perf_counter()
     load_at_start = os.getloadavg()[0]
     (QUALITY / "no-settings").mkdir(parents=True, exist_ok=True)
     modes = our_modes() if "ours" in args.systems else []
     results = []
-    with OllamaStub(dimensions=DIMENSIONS, vectors="wordllama") as stub:
-        for name in args.corpus:
-            results.append(run_corpus(name, args, stub.url, modes))
+    for name in args.corpus:
+        results.append(run_corpus(name, args, modes))
     wall = time.perf_counter() - started
     # PostgreSQL's share is not counted: other work on the machine may run servers of the same name.
     own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     cpu = {
-        "benchmark": round(own.ru_utime + own.ru_stime, 1),  # this process: peers, stub, our searches
+        "benchmark": round(own.ru_utime + own.ru_stime, 1),  # this process: peers and our searches
         "commands": round(children.ru_utime + children.ru_stime, 1),  # `mahavishnu ingest`, pip, git
         # The machine's load (1-minute average) at the start and the end: other work slows every wall above.
         "load": [round(load_at_start, 1), round(os.getloadavg()[0], 1)],

@@ -85,7 +85,7 @@ def test_fallback_to_local_is_announced(
     repo = make_repo(tmp_path / "proj", {"a.py": python_module("a")}, use_git=False)
     assert main(["ingest", str(repo), "--json"]) == 0
     result = _last_json(capsys.readouterr().out)
-    assert result["embedding_space"] == "local:wordllama-l2-supercat/256"
+    assert result["embedding_space"] == "local:wordllama-l2-supercat-words/256"
     assert "not reachable" in result["warnings"][0]
     assert any(
         r.levelname == "WARNING" and "offline local embedder" in r.getMessage() for r in caplog.records

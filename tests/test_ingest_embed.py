@@ -191,7 +191,7 @@ def test_make_embedder_honours_the_choice_and_announces_the_fallback(
         fallback = make_embedder(Settings(embedder="auto", ollama={"host": "http://127.0.0.1:9"}))
     assert isinstance(fallback, WordLlamaEmbedder)
     assert fallback.announcement and "not reachable" in fallback.announcement
-    assert "local:wordllama-l2-supercat/256" in fallback.announcement
+    assert "local:wordllama-l2-supercat-words/256" in fallback.announcement
     assert "offline local embedder" in caplog.text
     # Another web server behind the address is not Ollama either.
     stub.configure(not_json=True)

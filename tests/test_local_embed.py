@@ -15,8 +15,14 @@ import pytest
 from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.ingest.embed import Embedder, SpaceKey
-from mahavishnu_assets.ingest.local_embed import WordLlamaEmbedder, unit_rows, wordllama_model
+from mahavishnu_assets.ingest.local_embed import (
+    WordLlamaEmbedder,
+    unit_rows,
+    wordllama_model,
+    wordllama_vectors,
+)
 from mahavishnu_assets.ingest.pipeline import ingest_repository
+from mahavishnu_assets.ingest.word_form import word_form
 from mahavishnu_assets.search.service import search_text
 from mahavishnu_assets.settings import Settings
 from tests.ingest_helpers import make_repo
@@ -29,7 +35,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 async def test_vectors_are_unit_length_deterministic_and_in_their_own_space() -> None:
     embedder = WordLlamaEmbedder()
     assert isinstance(embedder, Embedder)
-    assert await embedder.probe() == SpaceKey("local", "wordllama-l2-supercat", 256)
+    assert await embedder.probe() == SpaceKey("local", "wordllama-l2-supercat-words", 256)
     texts = ["def parse_config(path):\n    return yaml.safe_load(open(path))", "", "   ", "\x00", "ünïcode ✓"]
     vectors = await embedder.embed(texts)
     assert len(vectors) == len(texts) and all(len(v) == 256 for v in vectors)
@@ -40,6 +46,27 @@ async def test_vectors_are_unit_length_deterministic_and_in_their_own_space() ->
     assert await embedder.embed_query(texts[0]) == vectors[0]
     partial = await embedder.embed_partial(texts[:2])
     assert [p.dtype for p in partial] == [np.float32] * 2 and np.allclose(partial[0], vectors[0])
+
+
+def test_the_word_form_keeps_the_words_that_say_what_code_does() -> None:
+    code = "def render_table(self, rows: list) -> None:\n    return self._drawHTMLRows(rows)  # the rows"
+    assert word_form(code) == "render table rows list draw html rows rows rows"
+    assert word_form("Return the width of the Console.") == "width console"
+    assert word_form("größe_berechnen(Übersicht)") == "größe berechnen übersicht"
+    assert word_form("utf8ToBytes 2x") == "utf 8 bytes 2 x"
+    assert word_form("HTTPServer für Größe") == "http server für größe"
+    # Nothing but punctuation, keywords or stop words: the text as it is, never an empty one.
+    for text in ("{}", "+= -> ::", "return self", "", "\x00"):
+        assert word_form(text) == text
+
+
+async def test_documents_and_queries_reach_the_model_in_their_word_form() -> None:
+    embedder = WordLlamaEmbedder()
+    code = "def parse_config(path):\n    return yaml.safe_load(open(path))"
+    expected = wordllama_vectors([word_form(code)])[0]
+    assert np.allclose(await embedder.embed_query(code), expected)
+    assert np.allclose((await embedder.embed([code]))[0], expected)
+    assert not np.allclose(wordllama_vectors([code])[0], expected)
 
 
 async def test_related_texts_are_closer_than_unrelated_ones() -> None:
@@ -135,10 +162,10 @@ async def test_an_offline_ingest_finds_code_by_meaning(
     )
     settings = Settings(home=tmp_path / "home", database_url=database.libpq_url(), embedder="local")
     result = await ingest_repository(db, settings, repo)
-    assert result.embedding_space == "local:wordllama-l2-supercat/256"
+    assert result.embedding_space == "local:wordllama-l2-supercat-words/256"
     found = await search_text(db, settings, "database connection", mode="vector", k=3)
     assert [r["path"] for r in found["results"]][0] == "storage.py"
-    assert found["space"] == "local:wordllama-l2-supercat/256"
+    assert found["space"] == "local:wordllama-l2-supercat-words/256"
 
 
 @pytest.mark.parametrize("choice", ["local", "hashing"])

@@ -11,10 +11,13 @@ import numpy as np
 
 from mahavishnu_assets.errors import EmbeddingError
 from mahavishnu_assets.ingest.embed import LOCAL_PROVIDER, EmbedStats, SpaceKey
+from mahavishnu_assets.ingest.word_form import word_form
 
 # WordLlama's l2_supercat token embeddings at 256 dimensions: weights and tokenizer ship inside its wheel.
 WORDLLAMA_CONFIG = "l2_supercat"
-WORDLLAMA_MODEL = "wordllama-l2-supercat"
+# The model reads each text's words (ingest.word_form); the name says so, as vectors of the raw text, stored
+# before, are another space.
+WORDLLAMA_MODEL = "wordllama-l2-supercat-words"
 WORDLLAMA_DIMENSIONS = 256
 HASHING_MODEL = "hashing-v1"
 # Texts per call into the model off the event loop: large enough to amortize the hand-off, small enough that
@@ -87,6 +90,10 @@ def wordllama_vectors(texts: list[str], dimensions: int = WORDLLAMA_DIMENSIONS) 
     return matrix
 
 
+def _word_vectors(texts: list[str]) -> np.ndarray:
+    return wordllama_vectors([word_form(t) for t in texts])
+
+
 class _InProcess:
     """What both in-process embedders share: no query prefix, nothing to close; `embed_partial` is theirs."""
 
@@ -108,7 +115,8 @@ class _InProcess:
 
 class WordLlamaEmbedder(_InProcess):
     """WordLlama (MIT): averaged token embeddings distilled from a large language model. No server, no
-    download, real semantics, about 1,300 chunks of 40 lines per CPU-second; its own space, no prefixes."""
+    download, real semantics, about 1,300 chunks of 40 lines per CPU-second; its own space, no prefixes.
+    Documents and queries alike reach it in their word form (`ingest.word_form`)."""
 
     def __init__(self, *, announcement: str | None = None) -> None:
         self.key = SpaceKey(LOCAL_PROVIDER, WORDLLAMA_MODEL, WORDLLAMA_DIMENSIONS)
@@ -123,7 +131,7 @@ class WordLlamaEmbedder(_InProcess):
         out: list[Any] = []
         for start in range(0, len(texts), _SLICE):
             # CPU work in a thread: the event loop keeps serving database tasks meanwhile.
-            out.extend(await asyncio.to_thread(wordllama_vectors, texts[start : start + _SLICE]))
+            out.extend(await asyncio.to_thread(_word_vectors, texts[start : start + _SLICE]))
         self.stats.requests += 1
         self.stats.texts += len(texts)
         self.stats.seconds += asyncio.get_running_loop().time() - started
