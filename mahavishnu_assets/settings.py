@@ -209,12 +209,13 @@ class SearchSettings(BaseModel):
     # queries (MRR@10 rich 0.478 / 0.450, sqlalchemy 0.165 / 0.163) and held identifier queries (0.991 / 0.989,
     # 0.997 / 0.997); 5 and 20 were no better than 10.
     rrf_k: int = Field(default=10, ge=1, le=1000)
-    # Natural-language queries: the lexical (BM25) and vector lists. On the tuning half (WordLlama vectors,
-    # 150 queries per corpus) the vector list at 0.25 beat 0.5 (MRR@10 sqlalchemy 0.163 / 0.149, rich 0.440 /
-    # 0.415; with rrf_k 10, rich 0.478 / 0.469 and 0.483 at 0.1), and 0.5 beat 1.0 in an earlier round: with a
-    # small model lexical evidence carries more; a stronger Ollama model may deserve more.
+    # Natural-language queries: the lexical (BM25) and vector lists. On the tuning half (WordLlama vectors of
+    # word forms, definitions' names in the lexical terms, rrf_k 10) the vector list at 0.5 beat 0.25 and 0.75
+    # (MRR@10 sqlalchemy 0.250 / 0.241 / 0.245, rich 0.540 / 0.541 / 0.525). With raw-text vectors, half as
+    # good, 0.25 had won: the weaker the model, the more lexical evidence carries; a stronger Ollama model may
+    # deserve more.
     text_weight: float = Field(default=1.0, ge=0.0, le=10.0)
-    vector_weight: float = Field(default=0.25, ge=0.0, le=10.0)
+    vector_weight: float = Field(default=0.5, ge=0.0, le=10.0)
     # A query that looks like an identifier (`get_secret_key`, `QuerySet.filter`): the definitions it names
     # come first, and lexical evidence counts more than the vectors'.
     identifier_symbol_weight: float = Field(default=4.0, ge=0.0, le=100.0)

@@ -172,6 +172,10 @@ def test_python_chunks_are_exact_complete_sized_and_keep_headers(source: str) ->
             if _note_start(lines, s.start_line) <= chunk.start_line and chunk.end_line <= s.end_line
         ]
         assert chunk.symbol == (max(holding, key=lambda pair: pair[1])[0] if holding else None)
+        # Its names: the definitions beginning in it, by first line (lexical search weighs them).
+        by_line = sorted(analysis.symbols, key=lambda s: s.start_line)
+        beginning = [s.name for s in by_line if chunk.start_line <= s.start_line <= chunk.end_line]
+        assert chunk.names == (" ".join(beginning) or None)
     # Deterministic.
     assert analyze(source, "python", OPTIONS, path="pkg/mod.py") == analysis
 

@@ -177,3 +177,28 @@ async def test_the_words_of_the_enclosing_definition_count_more_than_a_call(db: 
         )
     assert "'secret':" in terms and "B" in terms
     assert (await paths(db, "return a random secret key"))[0] == "core/secret.py"
+
+
+async def test_a_chunk_defining_small_methods_is_found_by_their_names(db: Database) -> None:
+    """A chunk merging small methods is where each is defined, though its own symbol names only the class:
+    the names of the definitions beginning in it are search terms of weight B (migration 0045), so a question
+    about one of them meets it before a chunk that calls that method twice."""
+    await load(
+        db,
+        "r",
+        {
+            "ui/console.py": "class Console:\n    def encoding(self):\n        return self.file.enc\n"
+            "    def color_system(self):\n        return self._system\n    def width(self):\n        return 80",
+            "app/render.py": "mode = console.color_system()\nif console.color_system() == 'truecolor':\n"
+            "    depth = 24",
+            **filler(10),
+        },
+    )
+    query = "get the color system"
+    assert (await paths(db, query))[0] == "app/render.py"  # by content words alone
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE mahavishnu.chunks SET symbol = 'Console', names = 'Console encoding color_system width' "
+            "WHERE path = 'ui/console.py'"
+        )
+    assert (await paths(db, query))[0] == "ui/console.py"

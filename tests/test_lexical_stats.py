@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from mahavishnu_assets.database.migrations import load_migrations, migrate_up
+from mahavishnu_assets.database.migrations import load_migrations, migrate_down, migrate_up
 from mahavishnu_assets.database.pool import Database, connect
 from mahavishnu_assets.database.target import ConnectTarget
 from mahavishnu_assets.index.synthetic import add_chunks, content_hash
@@ -25,6 +25,7 @@ from tests.ingest_helpers import commit_all, ingest_settings, make_repo, python_
 stub = ingest_helpers.stub  # the fixture
 
 STATS_VERSION = 42
+NAMES_VERSION = 45
 
 Stats = tuple[dict[int, tuple[int, int]], dict[tuple[int, str], int]]
 
@@ -269,6 +270,32 @@ async def test_concurrent_writers_neither_wait_across_repositories_nor_deadlock_
     finally:
         await a.close()
         await b.close()
+
+
+async def test_names_given_to_stored_chunks_by_the_migration_are_those_ingest_gives(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    """Migration 0045 fills `names` of chunks stored before it from the symbols table: the same names, terms
+    and statistics as an ingest with the new code."""
+    source = "class Console:\n" + "".join(
+        f"    def method_{i}(self):\n        return {i}\n" for i in range(150)
+    )
+    repo = make_repo(tmp_path / "repo", {**files(), "src/console.py": source})
+    await ingest_repository(db, ingest_settings(database, tmp_path / "home", stub.url), repo, name="r")
+    query = "SELECT id, names, search_terms::text AS terms FROM mahavishnu.chunks ORDER BY id"
+    async with db.connection() as conn:
+        ingested = await conn.fetch(query)
+        stats = await assert_exact(conn)
+    assert sum(r["names"] is not None and "method_" in r["names"] for r in ingested) >= 2
+    await db.close()
+    await migrate_down(database, to=NAMES_VERSION - 1)
+    await migrate_up(database, to=NAMES_VERSION)
+    conn = await connect(database)
+    try:
+        assert await conn.fetch(query) == ingested
+        assert await assert_exact(conn) == stats
+    finally:
+        await conn.close()
 
 
 async def test_the_migration_counts_the_chunks_already_stored(empty_database: ConnectTarget) -> None:

@@ -185,6 +185,7 @@ class Chunk:
     content_hash: bytes  # of `document`: the embedding cache's key
     symbol: str | None = None  # qualified name of the innermost definition holding the chunk
     context: str = ""  # the header embedded before the content
+    names: str | None = None  # names of the definitions starting in the chunk (lexical search weighs them)
 
     @property
     def document(self) -> str:
@@ -450,8 +451,11 @@ def analyze(text: str, language: str, options: ChunkOptions | None = None, *, pa
         symbol = enclosing.symbol(start, end) if definitions else None
         signature = enclosing.signature(start) if definitions else None
         context = header(path, language, symbol, signature)
+        names = enclosing.names(start, end) if definitions else None
         chunks.append(
-            Chunk(len(chunks), start, end, content, chunk_hash(f"{context}\n{content}"), symbol, context)
+            Chunk(
+                len(chunks), start, end, content, chunk_hash(f"{context}\n{content}"), symbol, context, names
+            )
         )
     return Analysis(chunks, [d.symbol for d in definitions])
 

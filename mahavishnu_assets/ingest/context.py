@@ -24,6 +24,9 @@ class Enclosing:
         self.lines = lines
         # Definitions come in source order, an enclosing one before what it holds: note starts never decrease.
         self.starts = [d.note_start for d in definitions]
+        # By first line, then source order (the order their rows get ids in, see migration 0045).
+        self.by_line = sorted(definitions, key=lambda d: d.symbol.start_line)
+        self.lines_of = [d.symbol.start_line for d in self.by_line]
 
     def _climb(self, index: int, accept: Callable[[Definition], bool]) -> Definition | None:
         while index >= 0:
@@ -38,6 +41,13 @@ class Enclosing:
         last = bisect.bisect_right(self.starts, start) - 1
         found = self._climb(last, lambda d: d.note_start <= start and end <= d.symbol.end_line)
         return found.symbol.qualified_name if found else None
+
+    def names(self, start: int, end: int) -> str | None:
+        """The names of the definitions whose first line is in start..end, in that order, or None: what a
+        chunk defines, for lexical search (a chunk of small methods is the place each of them is defined)."""
+        first = bisect.bisect_left(self.lines_of, start)
+        last = bisect.bisect_right(self.lines_of, end)
+        return " ".join(d.symbol.name for d in self.by_line[first:last]) or None
 
     def signature(self, start: int) -> str | None:
         """The header of the innermost definition that line `start` is inside of, past that header."""

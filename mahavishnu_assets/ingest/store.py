@@ -41,6 +41,7 @@ CHUNK_COLUMNS = (
     "commit",
     "symbol",
     "context",
+    "names",
 )
 SYMBOL_COLUMNS = (
     "file_id",
@@ -377,6 +378,7 @@ async def write_batch(
                     commit,
                     c.symbol,
                     c.context or None,
+                    c.names,
                 )
                 for f in batch.files
                 for c in f.chunks
