@@ -91,7 +91,9 @@ def wordllama_vectors(texts: list[str], dimensions: int = WORDLLAMA_DIMENSIONS) 
 
 
 def _word_vectors(texts: list[str]) -> np.ndarray:
-    return wordllama_vectors([word_form(t) for t in texts])
+    # The model reads at most MAX_CHARS of each word form, which is shorter than its text: twice that much of
+    # the text is enough, and a huge text costs no more than that.
+    return wordllama_vectors([word_form(t[: 2 * MAX_CHARS]) for t in texts])
 
 
 class _InProcess:
