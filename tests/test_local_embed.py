@@ -36,7 +36,15 @@ async def test_vectors_are_unit_length_deterministic_and_in_their_own_space() ->
     embedder = WordLlamaEmbedder()
     assert isinstance(embedder, Embedder)
     assert await embedder.probe() == SpaceKey("local", "wordllama-l2-supercat-words", 256)
-    texts = ["def parse_config(path):\n    return yaml.safe_load(open(path))", "", "   ", "\x00", "ünïcode ✓"]
+    texts = [
+        "def parse_config(path):\n    return yaml.safe_load(open(path))",
+        "",
+        "   ",
+        "\x00",
+        "ünïcode ✓",
+        "\udcff\udcfe",  # lone surrogates: undecodable bytes of a file or a command-line argument
+        "parse \udcff config",
+    ]
     vectors = await embedder.embed(texts)
     assert len(vectors) == len(texts) and all(len(v) == 256 for v in vectors)
     assert all(np.isfinite(v).all() and abs(np.linalg.norm(v) - 1) < 1e-5 for v in vectors)
