@@ -60,6 +60,19 @@ async def test_probe_batches_and_normalized_deterministic_vectors(stub: OllamaSt
         await embedder.aclose()
 
 
+async def test_lone_surrogates_are_sent_as_question_marks(stub: OllamaStub) -> None:
+    """Undecodable bytes of a file or of a command-line argument reach Python as lone surrogates, which no JSON
+    request can carry: they go as `?`, the rest of the text as it is."""
+    embedder = embedder_for(stub)
+    try:
+        await embedder.probe()
+        weird, plain = await embedder.embed_queries(["parse \udcff config", "parse ? config"])
+        assert weird == plain
+        assert len((await embedder.embed(["\udcff\udcfe"]))[0]) == DIMENSIONS
+    finally:
+        await embedder.aclose()
+
+
 async def test_transient_5xx_is_retried(stub: OllamaStub) -> None:
     embedder = embedder_for(stub)
     try:

@@ -96,6 +96,12 @@ class Embedder(Protocol):
     async def aclose(self) -> None: ...
 
 
+def encodable(text: str) -> str:
+    """The text with lone surrogates (undecodable bytes of a file or of a command-line argument) as `?`: JSON
+    requests and WordLlama's tokenizer take only text UTF-8 can encode, and would fail the whole batch."""
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def normalize_model_name(model: str) -> str:
     """`nomic-embed-text` and `nomic-embed-text:latest` are one model, so one space."""
     return model[: -len(":latest")] if model.endswith(":latest") else model
@@ -264,7 +270,7 @@ class OllamaEmbedder:
     def _prepare(self, text: str, prefix: str) -> str:
         # Ollama truncates to the model's context itself (truncate=True); the character cap keeps requests
         # small and bounded even for a server that does not. The prefix goes first, so it is never cut.
-        text = text[: self.options.max_input_chars]
+        text = encodable(text[: self.options.max_input_chars])
         return prefix + (text if text.strip() else "(empty)")
 
     # -- one request ---------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from mahavishnu_assets.errors import EmbeddingError
-from mahavishnu_assets.ingest.embed import LOCAL_PROVIDER, EmbedStats, SpaceKey
+from mahavishnu_assets.ingest.embed import LOCAL_PROVIDER, EmbedStats, SpaceKey, encodable
 from mahavishnu_assets.ingest.word_form import word_form
 
 # WordLlama's l2_supercat token embeddings at 256 dimensions: weights and tokenizer ship inside its wheel.
@@ -74,19 +74,13 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / norms
 
 
-def _encodable(text: str) -> str:
-    """The text with lone surrogates (undecodable bytes of a file or an argument) as `?`: the tokenizer takes
-    only text that UTF-8 can encode, and refuses the whole batch otherwise."""
-    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
-
-
 def wordllama_vectors(texts: list[str], dimensions: int = WORDLLAMA_DIMENSIONS) -> np.ndarray:
     """Unit vectors of the texts, the first `dimensions` of the model's (its dimensions are ordered by
     importance, so a prefix is the smaller model)."""
     model = wordllama_model()
     # A text without tokens averages nothing (0/0): `unit_rows` gives it a fixed vector instead.
     with _embed_lock, np.errstate(invalid="ignore", divide="ignore"):
-        raw = model.embed([_encodable(t[:MAX_CHARS]) for t in texts], norm=False, return_np=True)
+        raw = model.embed([encodable(t[:MAX_CHARS]) for t in texts], norm=False, return_np=True)
     matrix = unit_rows(np.asarray(raw)[:, :dimensions])
     if matrix.shape != (len(texts), dimensions):
         raise EmbeddingError(
