@@ -1,3 +1,4 @@
+DROP INDEX mahavishnu.symbols_spelled_name_idx;
 CREATE FUNCTION mahavishnu.chunk_terms(path text, symbol text, content text) RETURNS tsvector
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN setweight(to_tsvector('english'::regconfig, mahavishnu.code_words(path)), 'A')

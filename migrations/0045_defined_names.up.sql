@@ -37,3 +37,7 @@ UPDATE mahavishnu.chunks c
             ON s.file_id = c2.file_id AND s.start_line BETWEEN c2.start_line AND c2.end_line
          GROUP BY c2.id) d
  WHERE d.id = c.id;
+
+-- Definitions by the words of their name run together (`color_system`, `colorSystem` -> `colorsystem`): a
+-- question that spells a name ("get the color system") finds it (search.sql.spelled_name_statement).
+CREATE INDEX symbols_spelled_name_idx ON mahavishnu.symbols (lower(replace(name, '_', '')));

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mahavishnu_assets.search.fusion import looks_like_identifier, rrf
+from mahavishnu_assets.ingest.word_form import STOP_WORDS
+from mahavishnu_assets.search.fusion import looks_like_identifier, rrf, spelled_names
 
 
 def test_identifiers_and_sentences() -> None:
@@ -29,3 +30,16 @@ def test_weights_scale_each_list() -> None:
     assert [item for item, _, _ in muted] == ["b", "a"] and muted[1][2] == [1, 2]
     # Unweighted: plain RRF, equal sums ordered by the tie key.
     assert [item for item, _, _ in rrf(lists, key=lambda x: x, tie=lambda x: (x,))] == ["a", "b"]
+
+
+def test_the_names_a_question_spells_longest_first_without_lone_stop_words() -> None:
+    names = spelled_names("Get the color-system, of HTTPServer", STOP_WORDS)
+    assert names[:2] == ["getthecolorsystem", "thecolorsystemof"]
+    assert "colorsystem" in names and "httpserver" in names and "color" in names and "get" in names
+    assert "the" not in names and "of" not in names
+    assert names.index("colorsystem") < names.index("color")
+    assert len(names) == len(set(names))
+    assert spelled_names("", STOP_WORDS) == [] and spelled_names("?! ..", STOP_WORDS) == []
+    # A pasted page is read for its first words only: the list stays small.
+    assert len(spelled_names("word " * 10_000, STOP_WORDS)) == 4
+    assert len(spelled_names(" ".join(f"w{i}" for i in range(10_000)), STOP_WORDS)) <= 4 * 32

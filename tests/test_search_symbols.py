@@ -346,3 +346,39 @@ async def test_hybrid_ranks_the_definition_a_name_query_names_first(
     # A sentence is no name: no definition is pushed up for it.
     out = await search_text(db, settings, "open a database connection", mode="hybrid", k=5)
     assert out["results"]
+
+
+async def test_hybrid_puts_up_the_definition_a_question_spells(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    """A question whose words spell a name ("get the color system": `color_system`) meets that definition's
+    chunk among chunks that only call it, even when the callers repeat the words more often."""
+    callers = {
+        f"app/report_{i}.py": (
+            f"def report_{i}(console):\n    mode = console.color_system()\n"
+            "    if console.color_system() == 'truecolor':\n        return 'color system: true color'\n"
+            "    return mode\n"
+        )
+        for i in range(12)
+    }
+    definition = "class Console:\n" + "".join(
+        f"    def {name}(self):\n        return self._{name}\n\n"
+        for name in ("encoding", "color_system", "width", "height", "is_terminal", "size")
+    )
+    repo = make_repo(tmp_path / "repo", {"app/console.py": definition, **callers})
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await ingest_repository(db, settings, repo, name="spelled")
+    question = "Get the color system of the terminal."
+
+    async def top(name_weight: float) -> list[str]:
+        tuned = settings.model_copy(
+            update={"search": settings.search.model_copy(update={"name_weight": name_weight})}
+        )
+        out = await search_text(db, tuned, question, mode="hybrid", k=5)
+        return [r["path"] for r in out["results"]]
+
+    assert (await top(settings.search.name_weight))[0] == "app/console.py"
+    assert (await top(0.0))[0] != "app/console.py"
+    # A name query keeps its own lookup.
+    out = await search_text(db, settings, "color_system", mode="hybrid", k=1)
+    assert out["results"][0]["path"] == "app/console.py"

@@ -18,9 +18,16 @@ from mahavishnu_assets.database.pool import Database
 from mahavishnu_assets.errors import SearchError
 from mahavishnu_assets.index.plan import SEARCH_PARAM, vector_type
 from mahavishnu_assets.index.registry import space_search_info
+from mahavishnu_assets.ingest.word_form import STOP_WORDS
 from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
-from mahavishnu_assets.search.fusion import looks_like_identifier, rrf
-from mahavishnu_assets.search.sql import Statement, prefix_statement, text_statement, vector_statement
+from mahavishnu_assets.search.fusion import looks_like_identifier, rrf, spelled_names
+from mahavishnu_assets.search.sql import (
+    Statement,
+    prefix_statement,
+    spelled_name_statement,
+    text_statement,
+    vector_statement,
+)
 from mahavishnu_assets.search.symbols import statement as symbol_statement
 from mahavishnu_assets.settings import SearchSettings
 
@@ -197,7 +204,8 @@ async def search(
     (in symbol mode: a name or qualified name, looked up among definitions).
 
     Hybrid fuses the vector and lexical lists by weighted reciprocal rank (`fusion`); a query that looks like an
-    identifier adds the definitions it names, first, and leans on lexical evidence."""
+    identifier adds the definitions it names, first, and leans on lexical evidence; a question adds the
+    definitions whose names its words spell ("get the color system": `color_system`)."""
     if mode not in MODES:
         raise SearchError(
             f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text, hybrid or symbol."
@@ -232,6 +240,12 @@ async def search(
             rows = await _run(conn, symbol_statement(text, depth, filters, repo_id, with_content=True))
             # The definitions the name itself names (exact, or ignoring case), not names it only begins.
             symbol_hits = [h for h in _symbol_hits(rows, filters) if h.score >= NAMED_TIER]
+        f = fusion or SearchSettings()
+        if mode == "hybrid" and not identifier and text is not None and f.name_weight > 0:
+            names = spelled_names(text, STOP_WORDS)
+            if names:
+                rows = await _run(conn, spelled_name_statement(names, depth, filters, repo_id))
+                symbol_hits = [h for h in _hits(rows) if h.chunk_id not in filters.exclude_chunk_ids]
         if mode in ("vector", "hybrid"):
             assert space_id is not None
             vector_hits = await _vector_hits(conn, space_id, vector, depth, filters, repo_id, exact, result)
@@ -245,11 +259,10 @@ async def search(
     elif mode == "text":
         result.results = [_ranked(h, text_rank=i) for i, h in enumerate(text_hits[:k], 1)]
     else:
-        f = fusion or SearchSettings()
         if identifier:
             weights = [f.identifier_symbol_weight, f.identifier_vector_weight, f.identifier_text_weight]
         else:
-            weights = [0.0, f.vector_weight, f.text_weight]
+            weights = [f.name_weight, f.vector_weight, f.text_weight]
         fused = rrf(
             [symbol_hits, vector_hits, text_hits],
             key=lambda h: h.chunk_id,

@@ -19,6 +19,31 @@ def looks_like_identifier(text: str) -> bool:
     return _IDENTIFIER.fullmatch(text.strip()) is not None
 
 
+_WORD = re.compile(r"[A-Za-z0-9]+")
+# The longest run of words taken as one name: `get_random_secret_key` is four.
+MAX_SPELLED_WORDS = 4
+# Words a question holds, past which it is not worth reading for names.
+MAX_SPELLING_WORDS = 32
+
+
+def spelled_names(text: str, stop_words: frozenset[str]) -> list[str]:
+    """The names a question may spell: every run of 1 to MAX_SPELLED_WORDS adjacent words, lower case and run
+    together (`get the color system` -> `colorsystem`, `getthe`...), longest runs first, a lone stop word left
+    out. A definition's name compares the same way with its underscores removed, so `color_system` and
+    `colorSystem` both match."""
+    words = [w.lower() for w in _WORD.findall(text)[:MAX_SPELLING_WORDS]]
+    out: list[str] = []
+    for n in range(min(MAX_SPELLED_WORDS, len(words)), 0, -1):
+        for i in range(len(words) - n + 1):
+            run = words[i : i + n]
+            if n == 1 and run[0] in stop_words:
+                continue
+            name = "".join(run)
+            if name not in out:
+                out.append(name)
+    return out
+
+
 def rrf(
     lists: Sequence[Sequence[T]],
     key: Callable[[T], Hashable],

@@ -196,6 +196,26 @@ SELECT {RESULT_COLUMNS}, s.score
     return Statement(sql, (text, k, *extra, repo_id if filters.repo is not None else None))
 
 
+def spelled_name_statement(
+    names: list[str], k: int, filters: SearchFilters, repo_id: int | None
+) -> Statement:
+    """Chunks holding the first line of a definition whose name a question spells (`search.fusion.spelled_names`:
+    the name lower-cased without underscores is one of `names`), the longer the spelling (the earlier in `names`)
+    the better. The expression index of migration 0045 finds them."""
+    conds, extra = _conditions(filters, repo_id, 3, alias="s")
+    sql = f"""SELECT {RESULT_COLUMNS},
+       (1.0 / array_position($1::text[], lower(replace(s.name, '_', ''))))::float8 AS score
+  FROM mahavishnu.symbols s
+  JOIN LATERAL (SELECT c.* FROM mahavishnu.chunks c
+                 WHERE c.file_id = s.file_id AND c.start_line <= s.start_line AND c.end_line >= s.start_line
+                 ORDER BY c.start_line DESC LIMIT 1) c ON true
+  JOIN mahavishnu.repositories r ON r.id = c.repo_id
+ WHERE lower(replace(s.name, '_', '')) = ANY($1::text[]){conds}
+ ORDER BY score DESC, {TIE_ORDER}
+ LIMIT $2"""  # noqa: S608 - only allowlisted SQL is interpolated
+    return Statement(sql, (names, k, *extra))
+
+
 # Definitions matching a name, best first: the qualified name exactly as written (1.0), the name or a dotted
 # tail of the qualified name as written (0.9: `filter`, or `Inner.run` for `Outer.Inner.run`), the same
 # ignoring case (0.8, 0.7), then names or qualified names starting with it, as written (0.5) or ignoring case
