@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mahavishnu_assets.ingest.word_form import STOP_WORDS
-from mahavishnu_assets.search.fusion import looks_like_identifier, rrf, spelled_names
+from mahavishnu_assets.search.fusion import looks_like_code, looks_like_identifier, rrf, spelled_names
 
 
 def test_identifiers_and_sentences() -> None:
@@ -43,3 +45,21 @@ def test_the_names_a_question_spells_longest_first_without_lone_stop_words() -> 
     # A pasted page is read for its first words only: the list stays small.
     assert len(spelled_names("word " * 10_000, STOP_WORDS)) == 4
     assert len(spelled_names(" ".join(f"w{i}" for i in range(10_000)), STOP_WORDS)) <= 4 * 32
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("Get the color system of the terminal.", False),
+        ("Return a new :class:`_expression.Exists` construct", False),
+        ("Render the speed in iterations per second.", False),
+        ("mode = console.color_system()", True),
+        ("return self._system", True),
+        ("for item in range(3):", True),
+        ("def encoding(self):", True),
+        ("import os", True),
+        ("let v: Vec<u8> = Vec::new();", True),
+    ],
+)
+def test_a_line_of_code_is_told_from_a_question(text: str, code: bool) -> None:
+    assert looks_like_code(text) is code

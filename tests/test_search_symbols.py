@@ -379,6 +379,9 @@ async def test_hybrid_puts_up_the_definition_a_question_spells(
 
     assert (await top(settings.search.name_weight))[0] == "app/console.py"
     assert (await top(0.0))[0] != "app/console.py"
+    # A line of code is no question: its names are calls, and the lines holding it come first.
+    out = await search_text(db, settings, "mode = console.color_system()", mode="hybrid", k=1)
+    assert out["results"][0]["path"].startswith("app/report_")
     # A name query keeps its own lookup.
     out = await search_text(db, settings, "color_system", mode="hybrid", k=1)
     assert out["results"][0]["path"] == "app/console.py"

@@ -20,7 +20,7 @@ from mahavishnu_assets.index.plan import SEARCH_PARAM, vector_type
 from mahavishnu_assets.index.registry import space_search_info
 from mahavishnu_assets.ingest.word_form import STOP_WORDS
 from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
-from mahavishnu_assets.search.fusion import looks_like_identifier, rrf, spelled_names
+from mahavishnu_assets.search.fusion import looks_like_code, looks_like_identifier, rrf, spelled_names
 from mahavishnu_assets.search.sql import (
     Statement,
     prefix_statement,
@@ -241,7 +241,14 @@ async def search(
             # The definitions the name itself names (exact, or ignoring case), not names it only begins.
             symbol_hits = [h for h in _symbol_hits(rows, filters) if h.score >= NAMED_TIER]
         f = fusion or SearchSettings()
-        if mode == "hybrid" and not identifier and text is not None and f.name_weight > 0:
+        # A question, not a line of code: in `mode = console.color_system()` the names are calls, found as text.
+        if (
+            mode == "hybrid"
+            and not identifier
+            and text is not None
+            and f.name_weight > 0
+            and not looks_like_code(text)
+        ):
             names = spelled_names(text, STOP_WORDS)
             if names:
                 rows = await _run(conn, spelled_name_statement(names, depth, filters, repo_id))

@@ -26,6 +26,15 @@ MAX_SPELLED_WORDS = 4
 MAX_SPELLING_WORDS = 32
 
 
+# Signs of a line of code rather than a question: assignment, brackets, a call, statement ends, `self.`, arrows.
+_CODE = re.compile(r"[=;{}\[\]<>]|[A-Za-z_]\w*\(|\bself\.|->|::|^\s*(?:def|class|import|from|return)\b")
+
+
+def looks_like_code(text: str) -> bool:
+    """Whether a query is (a piece of) code: its words are calls and variables, not a description of a name."""
+    return _CODE.search(text) is not None
+
+
 def spelled_names(text: str, stop_words: frozenset[str]) -> list[str]:
     """The names a question may spell: every run of 1 to MAX_SPELLED_WORDS adjacent words, lower case and run
     together (`get the color system` -> `colorsystem`, `getthe`...), longest runs first, a lone stop word left
