@@ -252,7 +252,7 @@ async def search(
             names = spelled_names(text, STOP_WORDS)
             if names:
                 rows = await _run(conn, spelled_name_statement(names, depth, filters, repo_id))
-                symbol_hits = [h for h in _hits(rows) if h.chunk_id not in filters.exclude_chunk_ids]
+                symbol_hits = _symbol_hits(rows, filters)
         if mode in ("vector", "hybrid"):
             assert space_id is not None
             vector_hits = await _vector_hits(conn, space_id, vector, depth, filters, repo_id, exact, result)

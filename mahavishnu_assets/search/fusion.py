@@ -41,16 +41,12 @@ def spelled_names(text: str, stop_words: frozenset[str]) -> list[str]:
     out. A definition's name compares the same way with its underscores removed, so `color_system` and
     `colorSystem` both match."""
     words = [w.lower() for w in _WORD.findall(text)[:MAX_SPELLING_WORDS]]
-    out: list[str] = []
-    for n in range(min(MAX_SPELLED_WORDS, len(words)), 0, -1):
-        for i in range(len(words) - n + 1):
-            run = words[i : i + n]
-            if n == 1 and run[0] in stop_words:
-                continue
-            name = "".join(run)
-            if name not in out:
-                out.append(name)
-    return out
+    runs = (
+        words[i : i + n]
+        for n in range(min(MAX_SPELLED_WORDS, len(words)), 0, -1)
+        for i in range(len(words) - n + 1)
+    )
+    return list(dict.fromkeys("".join(run) for run in runs if len(run) > 1 or run[0] not in stop_words))
 
 
 def rrf(

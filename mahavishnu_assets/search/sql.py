@@ -196,6 +196,16 @@ SELECT {RESULT_COLUMNS}, s.score
     return Statement(sql, (text, k, *extra, repo_id if filters.repo is not None else None))
 
 
+def _holding_chunk(definition: str) -> str:
+    """The chunk holding the first line of the definition row `definition` (an alias): the last to start at or
+    before it, as chunks of a file never overlap."""
+    assert definition in ("s", "d")
+    return f"""SELECT c.* FROM mahavishnu.chunks c
+                 WHERE c.file_id = {definition}.file_id AND c.start_line <= {definition}.start_line
+                   AND c.end_line >= {definition}.start_line
+                 ORDER BY c.start_line DESC LIMIT 1"""  # noqa: S608 - an allowlisted alias only
+
+
 def spelled_name_statement(
     names: list[str], k: int, filters: SearchFilters, repo_id: int | None
 ) -> Statement:
@@ -206,9 +216,7 @@ def spelled_name_statement(
     sql = f"""SELECT {RESULT_COLUMNS},
        (1.0 / array_position($1::text[], lower(replace(s.name, '_', ''))))::float8 AS score
   FROM mahavishnu.symbols s
-  JOIN LATERAL (SELECT c.* FROM mahavishnu.chunks c
-                 WHERE c.file_id = s.file_id AND c.start_line <= s.start_line AND c.end_line >= s.start_line
-                 ORDER BY c.start_line DESC LIMIT 1) c ON true
+  JOIN LATERAL ({_holding_chunk("s")}) c ON true
   JOIN mahavishnu.repositories r ON r.id = c.repo_id
  WHERE lower(replace(s.name, '_', '')) = ANY($1::text[]){conds}
  ORDER BY score DESC, {TIE_ORDER}
@@ -261,8 +269,6 @@ def symbol_chunk_statement(
                        E'\\n') AS content,
        d.qualified_name AS symbol, d.kind, d.score
   FROM ({inner.sql}) d
-  JOIN LATERAL (SELECT c.id, c.start_line, c.end_line, c.content FROM mahavishnu.chunks c
-                 WHERE c.file_id = d.file_id AND c.start_line <= d.start_line AND c.end_line >= d.start_line
-                 ORDER BY c.start_line DESC LIMIT 1) c ON true
+  JOIN LATERAL ({_holding_chunk("d")}) c ON true
  ORDER BY d.score DESC, d.repo, d.path, d.start_line, d.id"""  # noqa: S608 - only allowlisted SQL is interpolated
     return Statement(sql, inner.args)
