@@ -17,6 +17,7 @@ from mahavishnu_assets.memory.snapshots import SnapshotManager
 from mahavishnu_assets.search.core import search
 from mahavishnu_assets.search.filters import SearchFilters
 from mahavishnu_assets.search.service import search_text
+from mahavishnu_assets.search.sql import definition_words_statement
 from mahavishnu_assets.search.symbols import find_symbols
 from mahavishnu_assets.settings import Settings
 from mahavishnu_assets.testing.ollama_stub import OllamaStub
@@ -371,9 +372,8 @@ async def test_hybrid_puts_up_the_definition_a_question_spells(
     question = "Get the color system of the terminal."
 
     async def top(name_weight: float) -> list[str]:
-        tuned = settings.model_copy(
-            update={"search": settings.search.model_copy(update={"name_weight": name_weight})}
-        )
+        weights = {"name_weight": name_weight, "definition_weight": 0.0}
+        tuned = settings.model_copy(update={"search": settings.search.model_copy(update=weights)})
         out = await search_text(db, tuned, question, mode="hybrid", k=5)
         return [r["path"] for r in out["results"]]
 
@@ -385,3 +385,66 @@ async def test_hybrid_puts_up_the_definition_a_question_spells(
     # A name query keeps its own lookup.
     out = await search_text(db, settings, "color_system", mode="hybrid", k=1)
     assert out["results"][0]["path"] == "app/console.py"
+
+
+async def test_hybrid_puts_up_the_definition_made_of_a_questions_words(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    """ "Check if the console is writing to a terminal": `Console.is_terminal`, whose words are the question's
+    but not side by side, comes first among chunks that repeat the question's words more often; without the
+    definitions' words it does not."""
+    callers = {
+        f"app/report_{i}.py": (
+            f"def report_{i}(console, terminal):\n    # check the console is writing to a terminal\n"
+            "    if console.is_terminal and terminal.writing:\n        return check(console, terminal)\n"
+            "    return console.writing\n"
+        )
+        for i in range(12)
+    }
+    definition = "class Console:\n" + "".join(
+        f"    def {name}(self):\n        return self._{name}\n\n"
+        for name in ("encoding", "width", "height", "is_terminal", "size")
+    )
+    repo = make_repo(tmp_path / "repo", {"app/console.py": definition, **callers})
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await ingest_repository(db, settings, repo, name="words")
+    question = "Check if the console is writing to a terminal."
+
+    async def top(definition_weight: float) -> list[str]:
+        weights = {"name_weight": 0.0, "definition_weight": definition_weight}
+        tuned = settings.model_copy(update={"search": settings.search.model_copy(update=weights)})
+        out = await search_text(db, tuned, question, mode="hybrid", k=5)
+        return [r["path"] for r in out["results"]]
+
+    assert (await top(settings.search.definition_weight))[0] == "app/console.py"
+    assert (await top(0.0))[0] != "app/console.py"
+
+
+async def test_definition_words_rank_whole_names_first_and_take_any_text(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    """The statement alone: the more of a name the question's words make, the better; words of no
+    definition, stop words only, SQL and filters are plain answers."""
+    definitions = {
+        "a.py": "def secret_key():\n    return 1\n",
+        "b.py": "def get_random_secret_key():\n    return 2\n",
+        "c.py": "def key_value_store_from_secret_file_path():\n    return 3\n",
+        "d.py": "def unrelated():\n    return 4\n",
+    }
+    repo = make_repo(tmp_path / "repo", definitions)
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await ingest_repository(db, settings, repo, name="words")
+
+    async def found(text: str, filters: SearchFilters | None = None) -> list[str]:
+        statement = definition_words_statement(text, 10, filters or SearchFilters(), None)
+        async with db.connection() as conn:
+            rows = await conn.fetch(statement.sql, *statement.args)
+        return [r["path"] for r in rows]
+
+    assert await found("Return the secret key.") == ["a.py", "b.py", "c.py"]
+    assert (await found("Get a random secret key."))[0] == "b.py"
+    assert await found("Read the store's values from a file path.") == ["c.py"]
+    for text in ("the of and it", "zzz qqq", "'; DROP TABLE mahavishnu.symbols; --", "%_\\"):
+        assert await found(text) == []
+    assert await found("Return the secret key.", SearchFilters(language="rust")) == []
+    assert await found("Return the secret key.", SearchFilters(path_prefix="b")) == ["b.py"]

@@ -23,6 +23,7 @@ from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
 from mahavishnu_assets.search.fusion import looks_like_code, looks_like_identifier, rrf, spelled_names
 from mahavishnu_assets.search.sql import (
     Statement,
+    definition_words_statement,
     prefix_statement,
     spelled_name_statement,
     text_statement,
@@ -241,18 +242,16 @@ async def search(
             # The definitions the name itself names (exact, or ignoring case), not names it only begins.
             symbol_hits = [h for h in _symbol_hits(rows, filters) if h.score >= NAMED_TIER]
         f = fusion or SearchSettings()
+        definition_hits: list[Hit] = []
         # A question, not a line of code: in `mode = console.color_system()` the names are calls, found as text.
-        if (
-            mode == "hybrid"
-            and not identifier
-            and text is not None
-            and f.name_weight > 0
-            and not looks_like_code(text)
-        ):
-            names = spelled_names(text, STOP_WORDS)
+        if mode == "hybrid" and not identifier and text is not None and not looks_like_code(text):
+            names = spelled_names(text, STOP_WORDS) if f.name_weight > 0 else []
             if names:
                 rows = await _run(conn, spelled_name_statement(names, depth, filters, repo_id))
                 symbol_hits = _symbol_hits(rows, filters)
+            if f.definition_weight > 0:
+                rows = await _run(conn, definition_words_statement(text, depth, filters, repo_id))
+                definition_hits = _symbol_hits(rows, filters)
         if mode in ("vector", "hybrid"):
             assert space_id is not None
             vector_hits = await _vector_hits(conn, space_id, vector, depth, filters, repo_id, exact, result)
@@ -267,11 +266,11 @@ async def search(
         result.results = [_ranked(h, text_rank=i) for i, h in enumerate(text_hits[:k], 1)]
     else:
         if identifier:
-            weights = [f.identifier_symbol_weight, f.identifier_vector_weight, f.identifier_text_weight]
+            weights = [f.identifier_symbol_weight, f.identifier_vector_weight, f.identifier_text_weight, 0.0]
         else:
-            weights = [f.name_weight, f.vector_weight, f.text_weight]
+            weights = [f.name_weight, f.vector_weight, f.text_weight, f.definition_weight]
         fused = rrf(
-            [symbol_hits, vector_hits, text_hits],
+            [symbol_hits, vector_hits, text_hits, definition_hits],
             key=lambda h: h.chunk_id,
             tie=Hit.tie,
             k=f.rrf_k,

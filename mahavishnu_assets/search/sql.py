@@ -145,7 +145,7 @@ def _text_query(repo: str) -> str:
 ), words AS MATERIALIZED (
     SELECT w, to_tsvector('english', w) AS v FROM (SELECT mahavishnu.code_words($1) AS w) q
 ), terms AS MATERIALIZED (
-    SELECT t.query, t.df, ln(1 + (scope.n - t.df + 0.5) / (t.df + 0.5)) AS idf,
+    SELECT t.lexeme, t.query, t.df, ln(1 + (scope.n - t.df + 0.5) / (t.df + 0.5)) AS idf,
            sum(t.df) OVER (ORDER BY t.df, t.lexeme ROWS UNBOUNDED PRECEDING) - t.df AS rarer_df
       FROM scope, (
         SELECT u.lexeme, {_LEXEME_QUERY} AS query,
@@ -222,6 +222,34 @@ def spelled_name_statement(
  ORDER BY score DESC, {TIE_ORDER}
  LIMIT $2"""  # noqa: S608 - only allowlisted SQL is interpolated
     return Statement(sql, (names, k, *extra))
+
+
+def definition_words_statement(text: str, k: int, filters: SearchFilters, repo_id: int | None) -> Statement:
+    """Chunks holding the first line of the definitions whose qualified names are made of a question's words
+    (`symbols.words`, migration 0046), best first. A definition scores the idf of the query's lexemes its name
+    holds (the chunks' BM25 statistics: a word common in code says little) times the share of its name's words
+    they are, counting one word more: `Console.is_terminal` matches "check if the console is writing to a
+    terminal" in full (2 of 2 words, 2/3), `Console.print` only in part. On the tuning half (with idf among the
+    definitions, in a first version) this share beat the share of the name without its class, that share
+    squared, and both shares multiplied (MRR@10 rich 0.730 / 0.726 / 0.715 / 0.712, sqlalchemy 0.411 / 0.374 /
+    0.359 / 0.385). The chunks' idf, kept up to date already, scores about the same (0.724, 0.404)."""
+    conds, extra = _conditions(filters, repo_id, 3, alias="s")
+    repo = f"${3 + len(extra)}"
+    sql = f"""WITH {_text_query(repo)}, found AS MATERIALIZED (
+    SELECT s.file_id, s.start_line, sum(t.idf) * count(*) / (cardinality(s.words) + 1) AS score
+      FROM mahavishnu.symbols s
+      JOIN terms t ON t.lexeme = ANY(s.words)
+     WHERE s.words && (SELECT array_agg(t2.lexeme) FROM terms t2){conds}
+     GROUP BY s.id
+     ORDER BY score DESC, s.id
+     LIMIT $2
+)
+SELECT {RESULT_COLUMNS}, s.score::float8 AS score
+  FROM found s
+  JOIN LATERAL ({_holding_chunk("s")}) c ON true
+  JOIN mahavishnu.repositories r ON r.id = c.repo_id
+ ORDER BY s.score DESC, {TIE_ORDER}"""  # noqa: S608 - only allowlisted SQL is interpolated
+    return Statement(sql, (text, k, *extra, repo_id if filters.repo is not None else None))
 
 
 # Definitions matching a name, best first: the qualified name exactly as written (1.0), the name or a dotted

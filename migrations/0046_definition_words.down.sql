@@ -1,0 +1,2 @@
+DROP INDEX mahavishnu.symbols_words_idx;
+ALTER TABLE mahavishnu.symbols DROP COLUMN words;
