@@ -59,6 +59,16 @@ def test_the_names_a_question_spells_longest_first_without_lone_stop_words() -> 
         ("def encoding(self):", True),
         ("import os", True),
         ("let v: Vec<u8> = Vec::new();", True),
+        ("Apply event handlers (used by Textual project).", False),
+        ("If the console is a terminal, return its size.", False),
+        ("For each row: the key and its value.", False),
+        ("CREATE TABLE mahavishnu.lexical_repo_stats (", True),
+        ("PRIMARY KEY (table_name, xid)", True),
+        ("(repo_id, commit, space_id, status)", True),
+        ("else:", True),
+        ("if not found:", True),
+        ("raise SearchError", True),
+        ("assert hits", True),
     ],
 )
 def test_a_line_of_code_is_told_from_a_question(text: str, code: bool) -> None:

@@ -26,8 +26,15 @@ MAX_SPELLED_WORDS = 4
 MAX_SPELLING_WORDS = 32
 
 
-# Signs of a line of code rather than a question: assignment, brackets, a call, statement ends, `self.`, arrows.
-_CODE = re.compile(r"[=;{}\[\]<>]|[A-Za-z_]\w*\(|\bself\.|->|::|^\s*(?:def|class|import|from|return)\b")
+# Signs of a line of code rather than a question: assignment, brackets, a call, statement ends, `self.`, arrows,
+# a list of names in parentheses, a statement keyword (lower case, as code writes it) or a block header, and an
+# SQL keyword in capitals opening the line.
+_CODE = re.compile(
+    r"[=;{}\[\]<>]|[A-Za-z_]\w*\(|\bself\.|->|::|\(\s*[\w.]+\s*,"
+    r"|^\s*(?:def|class|import|from|return|raise|assert|yield|await|pass|break|continue|del|global|nonlocal)\b"
+    r"|^\s*(?:if|elif|else|for|while|with|try|except|finally|async)\b.*:\s*$"
+    r"|^\s*(?:SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|WITH|PRIMARY|FOREIGN|UNIQUE|REFERENCES|CONSTRAINT)\b"
+)
 
 
 def looks_like_code(text: str) -> bool:
