@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mahavishnu_assets.ingest.word_form import STOP_WORDS
-from mahavishnu_assets.search.fusion import looks_like_code, looks_like_identifier, rrf, spelled_names
+from mahavishnu_assets.search.fusion import (
+    asks_for_tests,
+    is_test_path,
+    looks_like_code,
+    looks_like_identifier,
+    rrf,
+    spelled_names,
+)
 
 
 def test_identifiers_and_sentences() -> None:
@@ -32,6 +39,50 @@ def test_weights_scale_each_list() -> None:
     assert [item for item, _, _ in muted] == ["b", "a"] and muted[1][2] == [1, 2]
     # Unweighted: plain RRF, equal sums ordered by the tie key.
     assert [item for item, _, _ in rrf(lists, key=lambda x: x, tie=lambda x: (x,))] == ["a", "b"]
+
+
+def test_a_prior_scales_the_fused_score_of_each_item() -> None:
+    lists = [["a", "b"], ["b", "a"]]
+    fused = rrf(lists, key=lambda x: x, tie=lambda x: (x,), k=1, prior=lambda x: 0.5 if x == "a" else 1.0)
+    assert [item for item, _, _ in fused] == ["b", "a"]
+    assert fused[1][1] == pytest.approx(0.5 * fused[0][1])
+    # The cut comes after the prior: an item below the limit by rank alone can rise into it.
+    deep = [["a", "b", "c"]]
+    top = rrf(
+        deep, key=lambda x: x, tie=lambda x: (x,), k=1, limit=1, prior=lambda x: 0.1 if x != "c" else 1.0
+    )
+    assert [item for item, _, _ in top] == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("path", "test"),
+    [
+        ("tests/test_make.py", True),
+        ("test/orm/test_query.py", True),
+        ("lib/sqlalchemy/testing/fixtures.py", True),
+        ("src/app/__tests__/button.jsx", True),
+        ("spec/models/user_spec.rb", True),
+        ("pkg/server/handler_test.go", True),
+        ("web/src/api.test.ts", True),
+        ("web/src/api.spec.js", True),
+        ("src/main/java/org/x/ParserTest.java", True),
+        ("conftest.py", True),
+        ("test_cli.py", True),
+        ("src/attr/validators.py", False),
+        ("rich/console.py", False),
+        ("src/contest/latest.py", False),
+        ("docs/testimonials.md", False),
+        ("src/attestation.py", False),
+    ],
+)
+def test_test_code_is_told_by_its_path(path: str, test: bool) -> None:
+    assert is_test_path(path) is test
+
+
+def test_a_question_about_tests_asks_for_them() -> None:
+    assert asks_for_tests("Creates a test client for this application")
+    assert asks_for_tests("fixtures for the database") and asks_for_tests("Mock the HTTP transport")
+    assert not asks_for_tests("Check whether the latest attestation is valid")
 
 
 def test_the_names_a_question_spells_longest_first_without_lone_stop_words() -> None:
@@ -69,6 +120,17 @@ def test_the_names_a_question_spells_longest_first_without_lone_stop_words() -> 
         ("if not found:", True),
         ("raise SearchError", True),
         ("assert hits", True),
+        # Questions that name code: function words, or a sentence's end.
+        (
+            "Dict-like get() that also supports optional domain and path args in order to resolve collisions",
+            False,
+        ),
+        ("Print object(s) supplied via positional arguments.", False),
+        ("Optional[float]: Get the estimated speed in steps per second.", False),
+        ("return a cache key.", False),
+        ("x = compute(y)  # a comment", True),
+        ("items = [a for a in b if a is not None]", True),
+        ("foo(bar).", True),  # one word before the full stop: not a sentence
     ],
 )
 def test_a_line_of_code_is_told_from_a_question(text: str, code: bool) -> None:

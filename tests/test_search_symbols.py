@@ -448,3 +448,35 @@ async def test_definition_words_rank_whole_names_first_and_take_any_text(
         assert await found(text) == []
     assert await found("Return the secret key.", SearchFilters(language="rust")) == []
     assert await found("Return the secret key.", SearchFilters(path_prefix="b")) == ["b.py"]
+
+
+async def test_a_question_ranks_the_code_above_the_tests_that_call_it(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    """Tests repeat the words of the code they call; a description of what code does asks for the code, unless
+    it speaks of tests. A name or a line of code is found wherever it is."""
+    code = "def rotate_ledger(ledger, keep):\n    rows = ledger.rows[-keep:]\n    return rows\n"
+    tests = {
+        f"tests/test_ledger_{i}.py": (
+            f"def test_rotate_{i}(ledger):\n    # rotate the ledger and keep the newest rows\n"
+            "    rows = rotate_ledger(ledger, keep=3)\n    assert rows == ledger.rows[-3:]\n"
+            "    assert rotate_ledger(ledger, keep=0) == []\n"
+        )
+        for i in range(3)
+    }
+    repo = make_repo(tmp_path / "repo", {"app/ledger.py": code, **tests})
+    settings = ingest_settings(database, tmp_path / "home", stub.url)
+    await ingest_repository(db, settings, repo, name="ledger")
+
+    async def top(query: str, test_weight: float) -> str:
+        weights = {"test_weight": test_weight}
+        tuned = settings.model_copy(update={"search": settings.search.model_copy(update=weights)})
+        out = await search_text(db, tuned, query, mode="hybrid", k=4)
+        return str(out["results"][0]["path"])
+
+    question = "Rotate the ledger, keeping the newest rows."
+    assert await top(question, 1.0) != "app/ledger.py"  # without the prior the tests win
+    assert await top(question, settings.search.test_weight) == "app/ledger.py"
+    assert (await top("Test rotating the ledger and keeping its newest rows.", 0.3)).startswith("tests/")
+    assert (await top("test_rotate_1", 0.3)) == "tests/test_ledger_1.py"
+    assert (await top("rows = rotate_ledger(ledger, keep=3)", 0.3)).startswith("tests/")

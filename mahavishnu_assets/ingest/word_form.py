@@ -31,7 +31,7 @@ _KEYWORDS = frozenset(
     pub raise return self struct super this throw throws true try undefined var void while with yield
     """.split()
 )
-_ENGLISH = frozenset(
+ENGLISH_WORDS = frozenset(
     """
     a an the of to on at by about into over under after before again further once here there than then so too
     very just also it its this that these those be been being was were are am has have had having does did
@@ -39,7 +39,7 @@ _ENGLISH = frozenset(
     which who whom what when where why how all any each some such only own same both few more most other s t
     """.split()
 )
-STOP_WORDS = _KEYWORDS | _ENGLISH
+STOP_WORDS = _KEYWORDS | ENGLISH_WORDS
 
 
 def word_form(text: str) -> str:

@@ -20,7 +20,14 @@ from mahavishnu_assets.index.plan import SEARCH_PARAM, vector_type
 from mahavishnu_assets.index.registry import space_search_info
 from mahavishnu_assets.ingest.word_form import STOP_WORDS
 from mahavishnu_assets.search.filters import SearchFilters, check_k, clean_query
-from mahavishnu_assets.search.fusion import looks_like_code, looks_like_identifier, rrf, spelled_names
+from mahavishnu_assets.search.fusion import (
+    asks_for_tests,
+    is_test_path,
+    looks_like_code,
+    looks_like_identifier,
+    rrf,
+    spelled_names,
+)
 from mahavishnu_assets.search.sql import (
     Statement,
     definition_words_statement,
@@ -244,7 +251,9 @@ async def search(
         f = fusion or SearchSettings()
         definition_hits: list[Hit] = []
         # A question, not a line of code: in `mode = console.color_system()` the names are calls, found as text.
-        if mode == "hybrid" and not identifier and text is not None and not looks_like_code(text):
+        question = mode == "hybrid" and not identifier and text is not None and not looks_like_code(text)
+        if question:
+            assert text is not None
             names = spelled_names(text, STOP_WORDS) if f.name_weight > 0 else []
             if names:
                 rows = await _run(conn, spelled_name_statement(names, depth, filters, repo_id))
@@ -269,6 +278,9 @@ async def search(
             weights = [f.identifier_symbol_weight, f.identifier_vector_weight, f.identifier_text_weight, 0.0]
         else:
             weights = [f.name_weight, f.vector_weight, f.text_weight, f.definition_weight]
+        # A question asks for the code that does what it says, not for the tests that call it, unless it speaks
+        # of tests; a name or a line of code is looked for wherever it is.
+        demote_tests = question and f.test_weight != 1.0 and text is not None and not asks_for_tests(text)
         fused = rrf(
             [symbol_hits, vector_hits, text_hits, definition_hits],
             key=lambda h: h.chunk_id,
@@ -276,6 +288,7 @@ async def search(
             k=f.rrf_k,
             limit=k,
             weights=weights,
+            prior=(lambda h: f.test_weight if is_test_path(h.path) else 1.0) if demote_tests else None,
         )
         result.results = [
             replace(h, score=round(score, 6), vector_rank=ranks[1], text_rank=ranks[2])

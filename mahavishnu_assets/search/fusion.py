@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
+from mahavishnu_assets.ingest.word_form import ENGLISH_WORDS
+
 T = TypeVar("T")
 
 RRF_K = 60  # the constant of Cormack et al. (2009); dampens the weight of the very first ranks
@@ -37,9 +39,50 @@ _CODE = re.compile(
 )
 
 
+# A text with a sign of code still reads as prose when it holds PROSE_WORDS English function words ("the",
+# "that", "of"), or ends a sentence: "Dict-like get() that also supports optional domain and path args" and
+# "Print object(s) supplied via positional arguments." are questions that name code. Lines of code hold few
+# function words outside a comment or a string, and never end in a full stop.
+PROSE_WORDS = 3
+_SENTENCE_END = re.compile(r"[\w)\]`'\"][.?!]\s*$")
+
+
+# A word standing alone between spaces, as prose writes it (`that`, `arguments.`); not a part of a name or a call
+# (`test_the_words`, `before.get(key)`).
+_PROSE_TOKEN = re.compile(r"([A-Za-z]{2,})[.,;:!?]?")
+
+
+def reads_as_prose(text: str) -> bool:
+    tokens = (_PROSE_TOKEN.fullmatch(token) for token in text.split())
+    if sum(m is not None and m.group(1).lower() in ENGLISH_WORDS for m in tokens) >= PROSE_WORDS:
+        return True
+    return _SENTENCE_END.search(text) is not None and len(text.split()) >= 3
+
+
 def looks_like_code(text: str) -> bool:
     """Whether a query is (a piece of) code: its words are calls and variables, not a description of a name."""
-    return _CODE.search(text) is not None
+    return _CODE.search(text) is not None and not reads_as_prose(text)
+
+
+# Test code by the conventions of the common languages: a folder of tests (`tests/`, `testing/`, `__tests__/`,
+# `spec/`), or a file named as a test (`test_x.py`, `x_test.go`, `x.test.ts`, `x.spec.js`, `x_spec.rb`,
+# `XTest.java`, `conftest.py`).
+_TEST_PATH = re.compile(
+    r"(?:^|/)(?:tests?|testing|__tests__|__mocks__|specs?)/"
+    r"|(?:^|/)(?:test_[^/]*|[^/]*_(?:test|tests|spec)\.\w+|[^/]*\.(?:test|spec)\.\w+|[^/]*Tests?\.\w+|conftest\.py)$"
+)
+# Words of a question about tests: then tests are what it looks for.
+_TEST_WORDS = re.compile(r"\b(?:test\w*|fixtures?|mocks?|pytest|unittest|conftest)\b", re.IGNORECASE)
+
+
+def is_test_path(path: str) -> bool:
+    """Whether a repository-relative path is test code (see _TEST_PATH)."""
+    return _TEST_PATH.search(path) is not None
+
+
+def asks_for_tests(text: str) -> bool:
+    """Whether a question speaks of tests ("the test client", "fixtures for the database")."""
+    return _TEST_WORDS.search(text) is not None
 
 
 def spelled_names(text: str, stop_words: frozenset[str]) -> list[str]:
@@ -64,8 +107,10 @@ def rrf(
     k: int = RRF_K,
     limit: int | None = None,
     weights: Sequence[float] | None = None,
+    prior: Callable[[T], float] | None = None,
 ) -> list[tuple[T, float, list[int | None]]]:
-    """Items of all lists by sum of weight/(k + rank), best first; equal sums ordered by `tie`.
+    """Items of all lists by sum of weight/(k + rank), times `prior` of the item when given, best first; equal
+    scores ordered by `tie`.
 
     Returns (item, fused score, rank in each list or None).
     """
@@ -81,6 +126,8 @@ def rrf(
             scores[ident] = scores.get(ident, 0.0) + weights[which] / (k + rank)
             first.setdefault(ident, item)
             ranks.setdefault(ident, [None] * len(lists))[which] = rank
+    if prior is not None:
+        scores = {ident: score * prior(first[ident]) for ident, score in scores.items()}
     ordered = sorted(scores, key=lambda ident: (-scores[ident], tie(first[ident])))
     if limit is not None:
         ordered = ordered[:limit]
