@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from mahavishnu_assets.memory.snapshots import SnapshotManager
 from mahavishnu_assets.search.core import search
 from mahavishnu_assets.search.filters import SearchFilters
 from mahavishnu_assets.search.service import search_text
-from mahavishnu_assets.search.sql import definition_words_statement
+from mahavishnu_assets.search.sql import definition_words_statement, spelled_name_statement
 from mahavishnu_assets.search.symbols import find_symbols
 from mahavishnu_assets.settings import Settings
 from mahavishnu_assets.testing.ollama_stub import OllamaStub
@@ -448,6 +449,40 @@ async def test_definition_words_rank_whole_names_first_and_take_any_text(
         assert await found(text) == []
     assert await found("Return the secret key.", SearchFilters(language="rust")) == []
     assert await found("Return the secret key.", SearchFilters(path_prefix="b")) == ["b.py"]
+
+
+async def test_a_definition_whose_first_chunk_is_excluded_answers_by_the_rest_of_it(
+    db: Database, database: ConnectTarget, tmp_path: Path, stub: OllamaStub
+) -> None:
+    """The definition lists return a definition's first chunk; excluded (as the quality measure excludes a
+    docstring's chunk), its next one, never the excluded chunk and never a chunk outside the definition."""
+    body = "".join(f"    total_{i} = ledger.rows[{i}] + ledger.rows[{i + 1}] * {i}\n" for i in range(120))
+    source = f"def rotate_ledger_rows(ledger):\n{body}    return ledger\n\n\ndef other():\n    return 1\n"
+    repo = make_repo(tmp_path / "repo", {"app/ledger.py": source})
+    settings = ingest_settings(database, tmp_path / "home", stub.url, max_chunk_chars=400)
+    await ingest_repository(db, settings, repo, name="parts")
+    async with db.connection() as conn:
+        chunks = await conn.fetch(
+            "SELECT id, start_line, end_line FROM mahavishnu.chunks ORDER BY start_line"
+        )
+        assert len(chunks) >= 3
+
+        async def first(statement_of: Any, excluded: tuple[int, ...]) -> tuple[int, int]:
+            statement = statement_of(SearchFilters(exclude_chunk_ids=excluded))
+            row = (await conn.fetch(statement.sql, *statement.args))[0]
+            return row["id"], row["start_line"]
+
+        def words(filters: SearchFilters) -> Any:
+            return definition_words_statement("Rotate the ledger's rows.", 10, filters, None)
+
+        def spelled(filters: SearchFilters) -> Any:
+            return spelled_name_statement(["rotateledgerrows"], 10, filters, None)
+
+        for statement_of in (words, spelled):
+            assert await first(statement_of, ()) == (chunks[0]["id"], 1)
+            assert await first(statement_of, (chunks[0]["id"],)) == (chunks[1]["id"], chunks[1]["start_line"])
+            both = (chunks[0]["id"], chunks[1]["id"])
+            assert await first(statement_of, both) == (chunks[2]["id"], chunks[2]["start_line"])
 
 
 async def test_a_question_ranks_the_code_above_the_tests_that_call_it(

@@ -196,14 +196,28 @@ SELECT {RESULT_COLUMNS}, s.score
     return Statement(sql, (text, k, *extra, repo_id if filters.repo is not None else None))
 
 
-def _holding_chunk(definition: str) -> str:
+def _holding_chunk(definition: str, excluded: str | None = None) -> str:
     """The chunk holding the first line of the definition row `definition` (an alias): the last to start at or
-    before it, as chunks of a file never overlap."""
+    before it, as chunks of a file never overlap. With `excluded`, the placeholder of chunk ids to leave out, the
+    definition's first chunk that is not left out: a definition whose first lines were excluded still answers by
+    the rest of it (the retrieval-quality measure excludes the chunk of a docstring it searches with)."""
     assert definition in ("s", "d")
+    if excluded is not None:
+        return f"""SELECT c.* FROM mahavishnu.chunks c
+                 WHERE c.file_id = {definition}.file_id AND c.start_line <= {definition}.end_line
+                   AND c.end_line >= {definition}.start_line AND c.id <> ALL({excluded}::bigint[])
+                 ORDER BY c.start_line LIMIT 1"""  # noqa: S608 - an allowlisted alias and a placeholder only
     return f"""SELECT c.* FROM mahavishnu.chunks c
                  WHERE c.file_id = {definition}.file_id AND c.start_line <= {definition}.start_line
                    AND c.end_line >= {definition}.start_line
                  ORDER BY c.start_line DESC LIMIT 1"""  # noqa: S608 - an allowlisted alias only
+
+
+def _excluded(filters: SearchFilters, args: list[object], first: int) -> tuple[str | None, list[object]]:
+    """The placeholder of the excluded chunk ids (appended to `args`, numbered from `first`), or None."""
+    if not filters.exclude_chunk_ids:
+        return None, args
+    return f"${first + len(args)}", [*args, list(filters.exclude_chunk_ids)]
 
 
 def spelled_name_statement(
@@ -213,10 +227,11 @@ def spelled_name_statement(
     the name lower-cased without underscores is one of `names`), the longer the spelling (the earlier in `names`)
     the better. The expression index of migration 0045 finds them."""
     conds, extra = _conditions(filters, repo_id, 3, alias="s")
+    excluded, extra = _excluded(filters, extra, 3)
     sql = f"""SELECT {RESULT_COLUMNS},
        (1.0 / array_position($1::text[], lower(replace(s.name, '_', ''))))::float8 AS score
   FROM mahavishnu.symbols s
-  JOIN LATERAL ({_holding_chunk("s")}) c ON true
+  JOIN LATERAL ({_holding_chunk("s", excluded)}) c ON true
   JOIN mahavishnu.repositories r ON r.id = c.repo_id
  WHERE lower(replace(s.name, '_', '')) = ANY($1::text[]){conds}
  ORDER BY score DESC, {TIE_ORDER}
@@ -238,8 +253,10 @@ def definition_words_statement(text: str, k: int, filters: SearchFilters, repo_i
     bound, 8 ms with it, and the tuning half's figures did not change."""
     conds, extra = _conditions(filters, repo_id, 3, alias="s")
     repo = f"${3 + len(extra)}"
+    extra = [*extra, repo_id if filters.repo is not None else None]
+    excluded, extra = _excluded(filters, extra, 3)
     sql = f"""WITH {_text_query(repo)}, found AS MATERIALIZED (
-    SELECT s.file_id, s.start_line, sum(t.idf) * count(*) / (cardinality(s.words) + 1) AS score
+    SELECT s.file_id, s.start_line, s.end_line, sum(t.idf) * count(*) / (cardinality(s.words) + 1) AS score
       FROM mahavishnu.symbols s
       JOIN terms t ON t.lexeme = ANY(s.words)
      WHERE s.words && (SELECT array_agg(t2.lexeme) FROM terms t2
@@ -250,10 +267,10 @@ def definition_words_statement(text: str, k: int, filters: SearchFilters, repo_i
 )
 SELECT {RESULT_COLUMNS}, s.score::float8 AS score
   FROM found s
-  JOIN LATERAL ({_holding_chunk("s")}) c ON true
+  JOIN LATERAL ({_holding_chunk("s", excluded)}) c ON true
   JOIN mahavishnu.repositories r ON r.id = c.repo_id
  ORDER BY s.score DESC, {TIE_ORDER}"""  # noqa: S608 - only allowlisted SQL is interpolated
-    return Statement(sql, (text, k, *extra, repo_id if filters.repo is not None else None))
+    return Statement(sql, (text, k, *extra))
 
 
 # Definitions matching a name, best first: the qualified name exactly as written (1.0), the name or a dotted
