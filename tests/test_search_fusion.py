@@ -54,6 +54,22 @@ def test_a_prior_scales_the_fused_score_of_each_item() -> None:
     assert [item for item, _, _ in top] == ["c"]
 
 
+def test_a_lists_scale_weighs_each_of_its_items() -> None:
+    """A list's item weighs its rank's worth times its scale: a weak first item can fall below a strong second."""
+    strength = {"a": 0.2, "b": 1.0}
+    lists = [["a", "b"]]
+    plain = rrf(lists, key=lambda x: x, tie=lambda x: (x,), k=10)
+    scaled = rrf(lists, key=lambda x: x, tie=lambda x: (x,), k=10, scales=[strength.__getitem__])
+    assert [item for item, _, _ in plain] == ["a", "b"]
+    assert [item for item, _, _ in scaled] == ["b", "a"]
+    assert scaled[0][1] == pytest.approx(1.0 / 12) and scaled[1][1] == pytest.approx(0.2 / 11)
+    # Lists without a scale are untouched; ranks are reported as without scales.
+    two = rrf(
+        [["a"], ["a", "b"]], key=lambda x: x, tie=lambda x: (x,), k=10, scales=[None, strength.__getitem__]
+    )
+    assert two[0][1] == pytest.approx(1.0 / 11 + 0.2 / 11) and two[0][2] == [1, 1]
+
+
 @pytest.mark.parametrize(
     ("path", "test"),
     [

@@ -493,7 +493,7 @@ async def test_a_question_ranks_the_code_above_the_tests_that_call_it(
     code = "def rotate_ledger(ledger, keep):\n    rows = ledger.rows[-keep:]\n    return rows\n"
     tests = {
         f"tests/test_ledger_{i}.py": (
-            f"def test_rotate_{i}(ledger):\n    # rotate the ledger and keep the newest rows\n"
+            f"def test_rotate_ledger_keeps_newest_rows_{i}(ledger):\n    # rotate the ledger and keep the newest rows\n"
             "    rows = rotate_ledger(ledger, keep=3)\n    assert rows == ledger.rows[-3:]\n"
             "    assert rotate_ledger(ledger, keep=0) == []\n"
         )
@@ -513,5 +513,5 @@ async def test_a_question_ranks_the_code_above_the_tests_that_call_it(
     assert await top(question, 1.0) != "app/ledger.py"  # without the prior the tests win
     assert await top(question, settings.search.test_weight) == "app/ledger.py"
     assert (await top("Test rotating the ledger and keeping its newest rows.", 0.3)).startswith("tests/")
-    assert (await top("test_rotate_1", 0.3)) == "tests/test_ledger_1.py"
+    assert (await top("test_rotate_ledger_keeps_newest_rows_1", 0.3)) == "tests/test_ledger_1.py"
     assert (await top("rows = rotate_ledger(ledger, keep=3)", 0.3)).startswith("tests/")

@@ -9,6 +9,7 @@ selective filter, or vectors whose chunks were deleted) the search is repeated e
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -289,12 +290,26 @@ async def search(
             limit=k,
             weights=weights,
             prior=(lambda h: f.test_weight if is_test_path(h.path) else 1.0) if demote_tests else None,
+            scales=[None, None, None, _relative(definition_hits)],
         )
         result.results = [
             replace(h, score=round(score, 6), vector_rank=ranks[1], text_rank=ranks[2])
             for h, score, ranks in fused
         ]
     return result
+
+
+def _relative(hits: list[Hit]) -> Callable[[Hit], float] | None:
+    """Each hit's score as a share of the first's. The definition list's scores say how much of a name the
+    question's words make: a definition matched half as well as the best adds half its rank's worth. On the
+    tuning half, against rank alone, NL MRR@10 rose on six corpora of seven (sqlalchemy 0.440 -> 0.452, rich
+    0.733 -> 0.748, flask 0.614 -> 0.648, httpx 0.757 -> 0.773, requests 0.778 -> 0.785, attrs 0.646 -> 0.671;
+    click 0.596 -> 0.595). Replayed over the same lists, the square root of the share and its square, with the
+    list weighed 1.0, 1.3 or 1.6, did less well on average."""
+    top = hits[0].score if hits else 0.0
+    if top <= 0:
+        return None
+    return lambda h: h.score / top
 
 
 def _ranked(hit: Hit, *, vector_rank: int | None = None, text_rank: int | None = None) -> Hit:

@@ -108,13 +108,15 @@ def rrf(
     limit: int | None = None,
     weights: Sequence[float] | None = None,
     prior: Callable[[T], float] | None = None,
+    scales: Sequence[Callable[[T], float] | None] | None = None,
 ) -> list[tuple[T, float, list[int | None]]]:
-    """Items of all lists by sum of weight/(k + rank), times `prior` of the item when given, best first; equal
-    scores ordered by `tie`.
+    """Items of all lists by sum of weight/(k + rank), each term times the list's `scales` of the item when the
+    list has one, the sum times `prior` of the item when given; best first, equal scores ordered by `tie`.
 
     Returns (item, fused score, rank in each list or None).
     """
     weights = list(weights) if weights is not None else [1.0] * len(lists)
+    per_item = list(scales) if scales is not None else [None] * len(lists)
     scores: dict[Hashable, float] = {}
     first: dict[Hashable, T] = {}
     ranks: dict[Hashable, list[int | None]] = {}
@@ -123,7 +125,9 @@ def rrf(
             ident = key(item)
             if ident in ranks and ranks[ident][which] is not None:
                 continue  # a duplicate inside one list counts once, at its best rank
-            scores[ident] = scores.get(ident, 0.0) + weights[which] / (k + rank)
+            scale = per_item[which]
+            weight = weights[which] * (scale(item) if scale is not None else 1.0)
+            scores[ident] = scores.get(ident, 0.0) + weight / (k + rank)
             first.setdefault(ident, item)
             ranks.setdefault(ident, [None] * len(lists))[which] = rank
     if prior is not None:
