@@ -45,14 +45,13 @@ _CODE = re.compile(
 # function words outside a comment or a string, and never end in a full stop.
 PROSE_WORDS = 3
 _SENTENCE_END = re.compile(r"[\w)\]`'\"][.?!]\s*$")
-
-
 # A word standing alone between spaces, as prose writes it (`that`, `arguments.`); not a part of a name or a call
 # (`test_the_words`, `before.get(key)`).
 _PROSE_TOKEN = re.compile(r"([A-Za-z]{2,})[.,;:!?]?")
 
 
 def reads_as_prose(text: str) -> bool:
+    """Whether a text reads as English sentences, whatever signs of code it shows (see PROSE_WORDS)."""
     tokens = (_PROSE_TOKEN.fullmatch(token) for token in text.split())
     if sum(m is not None and m.group(1).lower() in ENGLISH_WORDS for m in tokens) >= PROSE_WORDS:
         return True
