@@ -214,7 +214,8 @@ async def search(
 
     Hybrid fuses the vector and lexical lists by weighted reciprocal rank (`fusion`); a query that looks like an
     identifier adds the definitions it names, first, and leans on lexical evidence; a question adds the
-    definitions whose names its words spell ("get the color system": `color_system`)."""
+    definitions whose names its words spell ("get the color system": `color_system`) and those whose qualified
+    names are made of its words, and ranks test code below the code it tests unless it speaks of tests."""
     if mode not in MODES:
         raise SearchError(
             f"Unknown search mode {mode!r}", suggestion="Use --mode vector, text, hybrid or symbol."
